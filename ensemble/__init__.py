@@ -1,0 +1,1 @@
+"""Distributed ensembles on Ray, streaming statistics, reports, and the ``closure`` CLI."""

@@ -1,0 +1,1 @@
+"""Generative closures: autoencoders, conditional FNOs, VE-SDE score models, flow matching."""
