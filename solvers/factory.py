@@ -5,7 +5,8 @@ Three models share the solver:
 * ``full``: the whole vorticity equation (a DNS at the grid's resolution), with the stochastic
   forcing unless ``noise=False``;
 * ``missing_physics``: forcing and viscosity only; the closure supplies ``H = -u.grad w + sigma xi``;
-* ``les``: the full equation on the filtered field plus the closure ``C = -Pi``.
+* ``les``: the full equation on the filtered field plus the closure ``C = -Pi``; the forcing is
+  the filtered forcing ``filter(f)`` (the Gaussian filter of width ``filter_width``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 
 from solvers.closure import Closure, HeldClosure
 from solvers.config import CouplingConfig, PhysicsConfig, SolverConfig
+from solvers.filters import gaussian_kernel_hat
 from solvers.forcing import QWienerForcing, kolmogorov_forcing
 from solvers.grid import SpectralGrid
 from solvers.navier_stokes import VorticityEquation
@@ -36,6 +38,7 @@ def build_simulation(
     dt: float | None = None,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    filter_width: float | None = None,
 ) -> Simulation:
     """Assemble grid, equation, stochastic forcing and closure coupling for an ``n x n`` grid.
 
@@ -47,6 +50,7 @@ def build_simulation(
         noise: include the Q-Wiener forcing (ignored for ``missing_physics``, where it is
             part of the closure term).
         dt, device, dtype: override the solver section.
+        filter_width: LES filter width applied to the forcing (default ``2 / n``).
     """
     grid = SpectralGrid(
         n,
@@ -54,11 +58,15 @@ def build_simulation(
         dtype=solver.torch_dtype if dtype is None else dtype,
     )
     step = solver.dt if dt is None else dt
+    forcing = kolmogorov_forcing(grid, physics.forcing_amplitude)
+    if model == "les":
+        width = 2.0 / n if filter_width is None else filter_width
+        forcing = grid.to_physical(gaussian_kernel_hat(grid, width) * grid.to_spectral(forcing))
     equation = VorticityEquation(
         grid,
         viscosity=physics.viscosity,
         drag=physics.drag,
-        forcing=kolmogorov_forcing(grid, physics.forcing_amplitude),
+        forcing=forcing,
         advect=model != "missing_physics",
     )
     stochastic = None

@@ -24,7 +24,7 @@ from solvers.random import MemberRandom
 from solvers.spectral_ops import streamfunction_hat
 
 
-def _resolved_fields(w_hat: torch.Tensor, grid: SpectralGrid) -> dict[str, torch.Tensor]:
+def resolved_fields(w_hat: torch.Tensor, grid: SpectralGrid) -> dict[str, torch.Tensor]:
     """Physical ``u, v, w_x, w_y`` and strain magnitude ``|S|`` of ``w_hat``, each ``[M, n, n]``."""
     psi = streamfunction_hat(w_hat, grid)
     kx, ky = grid.kx, grid.ky
@@ -66,7 +66,7 @@ class Smagorinsky:
 
     def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
         g = self.grid
-        fields = _resolved_fields(g.to_spectral(vorticity.to(g.dtype)), g)
+        fields = resolved_fields(g.to_spectral(vorticity.to(g.dtype)), g)
         nu_t = (self.cs * self.width) ** 2 * fields["strain"]
         return _eddy_diffusion(nu_t, fields, g).to(vorticity.dtype)
 
@@ -92,7 +92,7 @@ class DynamicSmagorinsky:
         def test_filter(a: torch.Tensor) -> torch.Tensor:
             return g.to_physical(kernel * g.to_spectral(a))
 
-        hat_fields = _resolved_fields(kernel * w_hat, g)
+        hat_fields = resolved_fields(kernel * w_hat, g)
         w, w_test = g.to_physical(w_hat), hat_fields
         w_hat_phys = g.to_physical(kernel * w_hat)
         leonard = [
@@ -111,6 +111,6 @@ class DynamicSmagorinsky:
     def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
         g = self.grid
         w_hat = g.to_spectral(vorticity.to(g.dtype))
-        fields = _resolved_fields(w_hat, g)
+        fields = resolved_fields(w_hat, g)
         nu_t = self.coefficient(w_hat, fields) * self.width**2 * fields["strain"]
         return _eddy_diffusion(nu_t, fields, g).to(vorticity.dtype)
