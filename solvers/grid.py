@@ -21,6 +21,8 @@ class SpectralGrid:
         inv_k2:    ``1/k2`` with the mean mode set to 0 (solves ``-lap psi = w``).
         dealias:   the 2/3-rule mask (1 where both ``|k_x|, |k_y| < n/3``).
         wavenumber_magnitude: integer-shell index ``|k|`` (cycles per unit length).
+        advection_factors: ``[4, n, n//2+1]`` complex multipliers taking ``w_hat`` to the
+            spectra of ``(u, v, d_x w, d_y w)``: ``(i k_y, -i k_x) / |k|^2`` and ``(i k_x, i k_y)``.
     """
 
     n: int
@@ -32,6 +34,7 @@ class SpectralGrid:
     inv_k2: torch.Tensor = field(init=False, repr=False)
     dealias: torch.Tensor = field(init=False, repr=False)
     wavenumber_magnitude: torch.Tensor = field(init=False, repr=False)
+    advection_factors: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.n < 4 or self.n % 2:
@@ -53,6 +56,16 @@ class SpectralGrid:
         set_(self, "inv_k2", inv_k2)
         set_(self, "dealias", dealias)
         set_(self, "wavenumber_magnitude", torch.sqrt(cycles_x**2 + cycles_y**2))
+        zero = torch.zeros_like(k2)
+        factors = torch.stack(
+            (
+                torch.complex(zero, ky * inv_k2),  # u = d_y psi,  psi_hat = w_hat / |k|^2
+                torch.complex(zero, -kx * inv_k2),  # v = -d_x psi
+                torch.complex(zero, kx + zero),  # d_x w
+                torch.complex(zero, ky + zero),  # d_y w
+            )
+        )
+        set_(self, "advection_factors", factors)
 
     @property
     def complex_dtype(self) -> torch.dtype:

@@ -42,6 +42,7 @@ class VorticityEquation:
     closure_hat: torch.Tensor | None = None
     forcing_hat: torch.Tensor | None = field(init=False, repr=False)
     linear_rate: torch.Tensor = field(init=False, repr=False)
+    _inverse_cache: dict[float, torch.Tensor] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         g = self.grid
@@ -50,11 +51,11 @@ class VorticityEquation:
 
     def explicit_terms(self, w_hat: torch.Tensor) -> torch.Tensor:
         """``-N(w) + f + C`` in Fourier space, ``[members, n, n//2+1]``."""
-        rhs = -advection_hat(w_hat, self.grid) if self.advect else torch.zeros_like(w_hat)
+        rhs = advection_hat(w_hat, self.grid).neg_() if self.advect else torch.zeros_like(w_hat)
         if self.forcing_hat is not None:
-            rhs = rhs + self.forcing_hat
+            rhs.add_(self.forcing_hat)
         if self.closure_hat is not None:
-            rhs = rhs + self.closure_hat
+            rhs.add_(self.closure_hat)
         return rhs
 
     def implicit_terms(self, w_hat: torch.Tensor) -> torch.Tensor:
@@ -63,7 +64,10 @@ class VorticityEquation:
 
     def implicit_solve(self, w_hat: torch.Tensor, step: float) -> torch.Tensor:
         """Solve ``y - step * implicit_terms(y) = w_hat``: ``y = w_hat / (1 + step (nu|k|^2 + r))``."""
-        return w_hat / (1.0 + step * self.linear_rate)
+        inverse = self._inverse_cache.get(step)
+        if inverse is None:
+            inverse = self._inverse_cache[step] = 1.0 / (1.0 + step * self.linear_rate)
+        return w_hat * inverse
 
     def tendency(self, w_hat: torch.Tensor) -> torch.Tensor:
         """Full right-hand side ``explicit + implicit`` (used by a-priori checks)."""

@@ -34,28 +34,20 @@ def gradient(w_hat: torch.Tensor, grid: SpectralGrid) -> tuple[torch.Tensor, tor
 def advection_hat(w_hat: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:
     """Dealiased spectrum of the advection term ``N(w) = u . grad w``.
 
-    The four inverse transforms (u, v, w_x, w_y) are done in one batched ``irfft2`` call and
-    the product is transformed back once: five FFTs per evaluation. The 2/3 rule is applied
-    to the product's spectrum.
+    The spectra of ``(u, v, w_x, w_y)`` are formed with one broadcast multiply by
+    ``grid.advection_factors``, transformed in one batched ``irfft2`` call, and the product
+    ``u w_x + v w_y`` is transformed back once: five FFTs per evaluation. The 2/3 rule is
+    applied to the product's spectrum.
 
     Args:
         w_hat: ``[..., n, n//2+1]`` vorticity spectrum.
     Returns:
         ``[..., n, n//2+1]`` spectrum of ``u w_x + v w_y``.
     """
-    psi_hat = streamfunction_hat(w_hat, grid)
-    fields = grid.to_physical(
-        torch.stack(
-            (
-                1j * grid.ky * psi_hat,  # u = d_y psi
-                -1j * grid.kx * psi_hat,  # v = -d_x psi
-                1j * grid.kx * w_hat,  # d_x w
-                1j * grid.ky * w_hat,  # d_y w
-            )
-        )
-    )
-    u, v, w_x, w_y = fields.unbind(0)
-    return grid.dealias * grid.to_spectral(u * w_x + v * w_y)
+    factors = grid.advection_factors.reshape(4, *([1] * (w_hat.ndim - 2)), *w_hat.shape[-2:])
+    u, v, w_x, w_y = grid.to_physical(w_hat.unsqueeze(0) * factors).unbind(0)
+    product = torch.mul(u, w_x).addcmul_(v, w_y)
+    return grid.to_spectral(product).mul_(grid.dealias)
 
 
 def advection(w: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:

@@ -78,7 +78,7 @@ def imex_step(equation: ImplicitExplicitODE, dt: float, tableau: LowStorageTable
             explicit = equation.explicit_terms(u)
             h = explicit if h is None else explicit + beta * h
             mu = 0.5 * dt * (alphas[k + 1] - alphas[k])
-            u = equation.implicit_solve(u + gamma * dt * h + mu * equation.implicit_terms(u), mu)
+            u = equation.implicit_solve(torch.add(u, h, alpha=gamma * dt).add_(equation.implicit_terms(u), alpha=mu), mu)
         return u
 
     return step
