@@ -1,19 +1,68 @@
-"""Typed [model] and [training] sections of a config file (placeholder, owned by models/)."""
+"""Typed [model] and [training] sections of a config file.
+
+>>> ModelSection().method
+'joint-lcdm'
+>>> TrainingSection().lr
+0.001
+"""
 
 from __future__ import annotations
 
-from pydantic import ConfigDict
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from solvers.config import Section
 
+Method = Literal["pcdm", "lcdm", "joint-lcdm", "flow"]
+SamplerName = Literal["euler_maruyama", "heun"]
+METHODS: tuple[str, ...] = ("pcdm", "lcdm", "joint-lcdm", "flow")
+
 
 class ModelSection(Section):
-    """Network sizes and sampler defaults (fields to be defined by the models package)."""
+    """Network sizes and sampler defaults of the generative closures."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    method: Method = Field("joint-lcdm", description="default method of `closure train`")
+    # Physical-space conditional FNO (P-CDM); paper: 6 modes, width 40.
+    physical_modes: int = Field(6, ge=1, description="Fourier modes per direction, physical FNO")
+    physical_width: int = Field(40, ge=1, description="channels of the physical FNO")
+    physical_layers: int = Field(4, ge=1, description="spectral layers of the physical FNO")
+    # Latent-space conditional FNO (L-CDM, flow); paper: 4 modes, width 20 on 16^2.
+    latent_modes: int = Field(4, ge=1, description="Fourier modes per direction, latent FNO")
+    latent_width: int = Field(20, ge=1, description="channels of the latent FNO")
+    latent_layers: int = Field(4, ge=1, description="spectral layers of the latent FNO")
+    # Autoencoders (two stride-2 stages, n -> n/4).
+    ae_channels: int = Field(16, ge=1, description="hidden channels of each autoencoder")
+    latent_channels: int = Field(1, ge=1, description="latent channels (1 = 16x compression)")
+    # VE SDE and samplers.
+    sde_sigma: float = Field(30.0, gt=1, description="VE SDE scale s: g(t) = s^t")
+    sampler: SamplerName = Field("euler_maruyama", description="score sampler: euler_maruyama or heun")
+    sampler_steps: int = Field(10, ge=1, description="sampler steps (Karras rho=7 grid)")
+    t_max: float = Field(0.4, gt=0, le=1, description="truncated start time of the reverse SDE")
+    t_min: float = Field(1e-3, gt=0, description="last time of the reverse SDE")
+    flow_steps: int = Field(1, ge=1, description="Euler steps of latent flow matching")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSection:
+        if self.t_min >= self.t_max:
+            raise ValueError(f"t_min ({self.t_min}) must be below t_max ({self.t_max})")
+        return self
 
 
 class TrainingSection(Section):
-    """Optimiser, epochs, checkpoints (fields to be defined by the models package)."""
+    """Optimiser, epochs, loss weights and checkpoint cadence (paper: Adam 1e-3, StepLR(100, 0.5))."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    epochs: int = Field(500, ge=1, description="training epochs")
+    pretrain_epochs: int = Field(0, ge=0, description="autoencoder epochs of conventional L-CDM (0 = epochs)")
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate")
+    lr_step: int = Field(100, ge=1, description="StepLR step size in epochs")
+    lr_gamma: float = Field(0.5, gt=0, le=1, description="StepLR decay factor")
+    grad_clip: float = Field(1.0, ge=0, description="gradient-norm clip (0 = off)")
+    weight_closure_recon: float = Field(100.0, ge=0, description="joint loss weight of ||C - D(E(C))||^2")
+    weight_vorticity_recon: float = Field(1.0, ge=0, description="joint loss weight of ||w - D(E(w))||^2")
+    weight_latent_moments: float = Field(0.1, ge=0, description="joint loss weight of the C-latent moment penalty")
+    checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints")
+    max_samples: int = Field(0, ge=0, description="cap on training pairs (0 = all)")
+    seed: int = Field(0, description="seed of initialisation, batching and noise")
+    out: str = Field("runs/models", description="default output directory of `closure train`")

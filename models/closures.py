@@ -1,0 +1,89 @@
+"""Learned closures behind the solver's Closure protocol, and :func:`load_closure`.
+
+    closure(vorticity [M, n, n], time, rng: MemberRandom) -> C [M, n, n]   (physical units)
+
+Every random number comes from ``rng`` (each member's own stream), so member ``m``'s sample
+is the same alone or inside any batch. The network runs under ``torch.inference_mode`` in
+float32 on the closure's device; the result is returned on the input's device and dtype.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import Checkpoint, load_checkpoint
+from models.sampling_options import SamplerOptions
+from solvers.errors import UserError
+from solvers.random import MemberRandom
+
+logger = logging.getLogger(__name__)
+
+
+class GenerativeClosure:
+    """A trained generative model (P-CDM, L-CDM, joint L-CDM or flow) as a :class:`~solvers.closure.Closure`.
+
+    Attributes:
+        method: ``pcdm``, ``lcdm``, ``joint-lcdm`` or ``flow``.
+        grid_size: the grid ``n`` it was trained on.
+        options: the :class:`SamplerOptions` used.
+        checkpoint: the loaded :class:`~models.checkpoint.Checkpoint`.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, options: SamplerOptions, device: torch.device | str = "cpu") -> None:
+        self.checkpoint, self.options = checkpoint, options
+        self.method, self.grid_size = checkpoint.method, checkpoint.grid_size
+        self.device = torch.device(device)
+        self.model = checkpoint.model.to(self.device).eval()
+        self.normalization = checkpoint.normalization
+
+    def __repr__(self) -> str:
+        return f"GenerativeClosure(method={self.method!r}, n={self.grid_size}, {self.options})"
+
+    def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
+        """Closure samples ``[M, n, n]`` for ``vorticity [M, n, n]`` (``time`` is unused: the model is autonomous)."""
+        if vorticity.dim() != 3 or vorticity.shape[-1] != self.grid_size or vorticity.shape[-2] != self.grid_size:
+            raise ValueError(f"expected vorticity [M, {self.grid_size}, {self.grid_size}], got {list(vorticity.shape)}")
+        if len(rng) != vorticity.shape[0]:
+            raise ValueError(f"rng has {len(rng)} members, vorticity {vorticity.shape[0]}")
+        if vorticity.shape[0] == 0:
+            return torch.zeros_like(vorticity)
+        with torch.inference_mode():
+            w = self.normalization.vorticity.normalize(vorticity.to(self.device, torch.float32)).unsqueeze(1)
+
+            def noise(like: torch.Tensor) -> torch.Tensor:
+                return rng.randn(*like.shape[1:], device=self.device, dtype=torch.float32)
+
+            c = self.model.sample(w, noise, self.options)[:, 0]
+            out = self.normalization.closure.denormalize(c)
+        return out.to(device=vorticity.device, dtype=vorticity.dtype)
+
+
+def load_closure(
+    path: str | Path,
+    device: torch.device | str | None = None,
+    *,
+    grid_size: int | None = None,
+    method: str | None = None,
+    **sampler_overrides: Any,
+) -> GenerativeClosure:
+    """Load a checkpoint as a closure.
+
+    Args:
+        path: a ``.safetensors`` checkpoint written by ``closure train``.
+        device: where the network runs (default CPU).
+        grid_size, method: when given, a checkpoint for another grid or method is refused
+            with a :class:`~solvers.errors.UserError`.
+        **sampler_overrides: ``sampler`` (euler_maruyama | heun), ``steps``, ``t_max``,
+            ``t_min``, ``flow_steps``; defaults come from the checkpoint's [model] section.
+    """
+    ckpt = load_checkpoint(path, grid_size=grid_size, method=method, device=device)
+    if ckpt.phase == "autoencoder":
+        raise UserError(f"{path}: checkpoint of an unfinished L-CDM (autoencoder phase only); train on or --resume")
+    options = SamplerOptions.from_section(ckpt.model_config).with_overrides(**sampler_overrides)
+    closure = GenerativeClosure(ckpt, options, device or "cpu")
+    logger.info("loaded %r from %s", closure, path)
+    return closure

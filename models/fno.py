@@ -1,0 +1,127 @@
+"""Conditional Fourier neural operator: the score / velocity network of every closure.
+
+Two branches (Dong, Yang & Wu 2025, after Li et al. 2021):
+
+* the **condition branch** lifts the condition field (coarse vorticity or its latent) and runs
+  spectral layers once per sample; each target layer receives a 1x1-conv projection of it;
+* the **target branch** lifts the noisy target, adds a Gaussian-Fourier embedding of the
+  diffusion (or flow) time, and runs spectral layers
+
+      h <- act( K_l h + W_l h + E_l(t) + M_l(c) )
+
+  with ``K_l`` a spectral convolution, ``W_l`` and ``M_l`` 1x1 convolutions and ``E_l`` a
+  dense map of the time embedding. The condition terms ``M_l(c)`` do not depend on the
+  target or the time, so :meth:`ConditionalFNO.encode_condition` computes them once and a
+  sampler reuses them at every step.
+
+All fields are periodic, so no padding is used.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SpectralConv2d(nn.Module):
+    """Fourier-space linear map on the lowest modes: ``(K h)^ (k) = R(k) h^(k)`` for ``|k_x|, k_y < modes``.
+
+    Args:
+        in_channels, out_channels: channels of the input ``[B, in, nx, ny]`` and output
+            ``[B, out, nx, ny]``.
+        modes: Fourier modes kept per direction (``k_x`` in ``[-modes, modes)`` clipped to
+            the grid, ``k_y`` in ``[0, modes)``); higher modes are zeroed.
+
+    The weights ``R`` are complex ``[2, in, out, modes, modes]`` (block 0: ``k_x >= 0``,
+    block 1: ``k_x < 0``), stored as a real tensor with a trailing dimension 2 so that the
+    safetensors checkpoint holds only real arrays.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes: int) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
+        scale = 1.0 / (in_channels * out_channels)
+        self.weight = nn.Parameter(scale * torch.rand(2, in_channels, out_channels, modes, modes, 2))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``[B, in, nx, ny]`` -> ``[B, out, nx, ny]``."""
+        nx, ny = h.shape[-2:]
+        mx = min(self.modes, nx // 2)
+        my = min(self.modes, ny // 2 + 1)
+        h_hat = torch.fft.rfft2(h)
+        weight = torch.view_as_complex(self.weight)
+        out_hat = torch.zeros(h.shape[0], self.out_channels, nx, ny // 2 + 1, dtype=h_hat.dtype, device=h.device)
+        out_hat[:, :, :mx, :my] = torch.einsum("bixy,ioxy->boxy", h_hat[:, :, :mx, :my], weight[0, :, :, :mx, :my])
+        out_hat[:, :, nx - mx :, :my] = torch.einsum(
+            "bixy,ioxy->boxy", h_hat[:, :, nx - mx :, :my], weight[1, :, :, :mx, :my]
+        )
+        return torch.fft.irfft2(out_hat, s=(nx, ny))
+
+
+class GaussianFourierEmbedding(nn.Module):
+    """``t -> [sin(2 pi W t), cos(2 pi W t)]`` with fixed ``W ~ N(0, scale^2)``: ``[B] -> [B, dim]``."""
+
+    def __init__(self, dim: int, scale: float = 30.0) -> None:
+        super().__init__()
+        self.register_buffer("frequencies", torch.randn(dim // 2) * scale)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        angle = 2 * math.pi * t[:, None] * self.frequencies[None, :]
+        return torch.cat([torch.sin(angle), torch.cos(angle)], dim=-1)
+
+
+class ConditionalFNO(nn.Module):
+    """Conditional FNO ``f(x, t, c)``: target ``[B, Cx, n, n]``, time ``[B]``, condition ``[B, Cc, n, n]``.
+
+    Args:
+        target_channels: channels ``Cx`` of the target (and of the output).
+        condition_channels: channels ``Cc`` of the condition.
+        width: hidden channels of both branches.
+        modes: Fourier modes per direction of every spectral layer.
+        layers: spectral layers per branch.
+        embedding_scale: std of the Gaussian-Fourier time frequencies.
+    """
+
+    def __init__(
+        self,
+        target_channels: int = 1,
+        condition_channels: int = 1,
+        width: int = 20,
+        modes: int = 4,
+        layers: int = 4,
+        embedding_scale: float = 30.0,
+    ) -> None:
+        super().__init__()
+        self.width, self.modes, self.layers = width, modes, layers
+        self.embed = nn.Sequential(GaussianFourierEmbedding(width, embedding_scale), nn.Linear(width, width), nn.SiLU())
+        self.lift_target = nn.Conv2d(target_channels, width, 1)
+        self.lift_condition = nn.Conv2d(condition_channels, width, 1)
+        self.target_spectral = nn.ModuleList(SpectralConv2d(width, width, modes) for _ in range(layers))
+        self.target_pointwise = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in range(layers))
+        self.time_dense = nn.ModuleList(nn.Linear(width, width) for _ in range(layers))
+        self.condition_spectral = nn.ModuleList(SpectralConv2d(width, width, modes) for _ in range(layers))
+        self.condition_pointwise = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in range(layers))
+        self.merge = nn.ModuleList(nn.Conv2d(width, width, 1) for _ in range(layers))
+        self.project = nn.Sequential(nn.Conv2d(width, 2 * width, 1), nn.GELU(), nn.Conv2d(2 * width, target_channels, 1))
+        self.act = nn.GELU()
+
+    def encode_condition(self, condition: torch.Tensor) -> list[torch.Tensor]:
+        """Condition branch, run once per sample: ``[B, Cc, n, n]`` -> ``layers`` x ``[B, width, n, n]``."""
+        c = self.lift_condition(condition)
+        merged = []
+        for spectral, pointwise, merge in zip(self.condition_spectral, self.condition_pointwise, self.merge):
+            c = self.act(spectral(c) + pointwise(c))
+            merged.append(merge(c))
+        return merged
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, condition_features: list[torch.Tensor]) -> torch.Tensor:
+        """Target branch: ``x [B, Cx, n, n]``, ``t [B]`` -> ``[B, Cx, n, n]`` (features from :meth:`encode_condition`)."""
+        embedding = self.embed(t)
+        h = self.lift_target(x)
+        for spectral, pointwise, dense, cond in zip(
+            self.target_spectral, self.target_pointwise, self.time_dense, condition_features
+        ):
+            h = self.act(spectral(h) + pointwise(h) + dense(embedding)[:, :, None, None] + cond)
+        return self.project(h)
