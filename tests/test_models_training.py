@@ -1,0 +1,133 @@
+"""Training on a tiny DNS dataset (32^2 -> 16^2): loss decreases, resume is exact, seeds reproduce,
+closures do not depend on batching, and the CLI reports bad input on one line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ensemble.config import validate_config
+from models.closures import load_closure
+from models.training import train
+from solvers.dataset import generate_dataset
+from solvers.random import MemberRandom
+
+TINY_MODEL = {"physical_width": 8, "physical_modes": 4, "physical_layers": 2, "latent_width": 8, "latent_layers": 2, "ae_channels": 8}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.h5"
+    cfg = validate_config(
+        {
+            "data": {"n_fine": 32, "n_coarse": 16, "trajectories": 3, "n_train": 2, "t_start": 0.0,
+                     "t_end": 0.1, "snapshot_interval": 0.01, "batch_size": 3, "path": str(path)},
+            "solver": {"device": "cpu"},
+        },
+        "tiny",
+    )
+    generate_dataset(cfg, progress=False)
+    return path
+
+
+def config(**training):
+    base = {"epochs": 4, "batch_size": 8, "checkpoint_every": 2, "pretrain_epochs": 3, "lr": 3e-3}
+    return validate_config({"model": TINY_MODEL, "training": base | training}, "test")
+
+
+def log(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.parametrize("method", ["joint-lcdm", "pcdm", "flow"])
+def test_loss_goes_down(dataset, tmp_path, method):
+    epochs = 20
+    train(config(epochs=epochs, batch_size=4), method, data_path=dataset, out_dir=tmp_path, progress=False)
+    losses = [r["loss"] for r in log(tmp_path / f"{method}.log.jsonl")]
+    assert len(losses) == epochs
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < 0.8 * first, losses
+
+
+def test_conventional_lcdm_runs_two_phases(dataset, tmp_path):
+    train(config(epochs=3, pretrain_epochs=15, batch_size=4), "lcdm", data_path=dataset, out_dir=tmp_path, progress=False)
+    records = log(tmp_path / "lcdm.log.jsonl")
+    assert [r["phase"] for r in records] == ["autoencoder"] * 15 + ["score"] * 3
+    assert records[14]["loss"] < 0.8 * records[0]["loss"], [r["loss"] for r in records]
+    closure = load_closure(tmp_path / "lcdm.safetensors")
+    assert closure.method == "lcdm" and closure.grid_size == 16
+    latents = closure.model.closure_latent(torch.zeros(1, 1, 16, 16))
+    assert latents.shape == (1, 1, 4, 4)
+
+
+def test_resume_continues_exactly(dataset, tmp_path):
+    train(config(epochs=4), "joint-lcdm", data_path=dataset, out_dir=tmp_path / "a", progress=False)
+    train(config(epochs=2), "joint-lcdm", data_path=dataset, out_dir=tmp_path / "b", progress=False)
+    train(config(epochs=4), "joint-lcdm", data_path=dataset, out_dir=tmp_path / "b", resume=True, progress=False)
+    a, b = log(tmp_path / "a/joint-lcdm.log.jsonl"), log(tmp_path / "b/joint-lcdm.log.jsonl")
+    assert [r["epoch"] for r in b] == [1, 2, 3, 4]
+    assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-5)
+
+
+def test_same_seed_same_model_and_samples(dataset, tmp_path):
+    for name in ("a", "b"):
+        train(config(epochs=1), "flow", data_path=dataset, out_dir=tmp_path / name, seed=3, progress=False)
+    wa, wb = (load_file(str(tmp_path / name / "flow.safetensors")) for name in ("a", "b"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    w = torch.randn(4, 16, 16)
+    sa = load_closure(tmp_path / "a/flow.safetensors")(w, 0.0, MemberRandom([1, 2, 3, 4]))
+    sb = load_closure(tmp_path / "b/flow.safetensors", flow_steps=1)(w, 0.0, MemberRandom([1, 2, 3, 4]))
+    assert torch.equal(sa, sb)
+    assert not torch.equal(sa, load_closure(tmp_path / "a/flow.safetensors")(w, 0.0, MemberRandom([9, 2, 3, 4])))
+
+
+@pytest.mark.parametrize(("method", "options"), [("pcdm", {}), ("joint-lcdm", {"sampler": "heun", "steps": 3}), ("flow", {"flow_steps": 2})])
+def test_member_sample_is_the_same_alone_and_in_a_batch(dataset, tmp_path, method, options):
+    train(config(epochs=1), method, data_path=dataset, out_dir=tmp_path, progress=False)
+    closure = load_closure(tmp_path / f"{method}.safetensors", **options)
+    w = torch.randn(6, 16, 16, dtype=torch.float64)
+    seeds = [11, 12, 13, 14, 15, 16]
+    batch = closure(w, 0.0, MemberRandom(seeds, key=(1, 5)))
+    assert batch.shape == w.shape and batch.dtype == torch.float64
+    for m in (0, 4):
+        alone = closure(w[m : m + 1], 0.0, MemberRandom([seeds[m]], key=(1, 5)))
+        # Same noise; only float32 round-off of batched kernels may differ.
+        assert torch.allclose(alone[0], batch[m], rtol=1e-4, atol=1e-5 * float(batch.abs().max()))
+    assert not torch.allclose(batch[0], batch[1])
+
+
+def test_cli_train_evaluate_and_bad_input(dataset, tmp_path, monkeypatch, capsys):
+    from ensemble.cli import main
+
+    cfg_file = tmp_path / "tiny.toml"
+    cfg_file.write_text(
+        "[model]\n" + "".join(f"{k} = {v}\n" for k, v in TINY_MODEL.items()) + "[training]\nepochs = 2\nbatch_size = 8\n"
+    )
+
+    def run(*args):
+        monkeypatch.setattr("sys.argv", ["closure", *map(str, args)])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        return exc.value.code, capsys.readouterr()
+
+    out = tmp_path / "out"
+    code, _ = run("train", cfg_file, "--method", "joint-lcdm", "--data", dataset, "--out", out, "--no-progress")
+    assert code in (0, None) and (out / "joint-lcdm.safetensors").is_file()
+    code, captured = run("evaluate", out / "joint-lcdm.safetensors", "--data", dataset, "--members", 4, "--samples", 3)
+    assert code in (0, None) and "rel. err. mean" in captured.out
+    result = json.loads((out / "joint-lcdm.apriori.json").read_text())
+    assert result["members"] == 4 and result["samples"] == 3 and result["relative_error_mean"] > 0
+    before = (out / "joint-lcdm.safetensors").read_bytes()
+    for args, message in [
+        (("train", cfg_file, "--method", "ddpm", "--data", dataset, "--out", out), "--method: unknown method 'ddpm'"),
+        (("train", cfg_file, "--method", "joint-lcdm", "--data", dataset, "--out", out), "exists; pass --resume"),
+        (("train", cfg_file, "--method", "pcdm", "--data", tmp_path / "none.h5", "--out", out), "no such dataset file"),
+        (("evaluate", out / "none.safetensors", "--data", dataset), "no such checkpoint"),
+    ]:
+        code, captured = run(*args)
+        assert code == 2 and captured.err.startswith("error: ") and message in captured.err
+        assert captured.err.count("\n") == 1
+    assert (out / "joint-lcdm.safetensors").read_bytes() == before
