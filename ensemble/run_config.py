@@ -1,13 +1,61 @@
-"""Typed [ensemble] section of a config file (placeholder, owned by the ensemble runner)."""
+"""Typed [ensemble] section of a config file: launch defaults of ``closure ensemble launch``.
+
+Every field can be overridden on the command line (``--members``, ``--actors``, ...). The
+statistics' fixed bins (PDF ranges, spectrum histogram, CRPS sketch) are set here so that
+every chunk of every run with the same config reduces into identical, mergeable arrays.
+
+>>> EnsembleSection().members
+64
+"""
 
 from __future__ import annotations
 
-from pydantic import ConfigDict
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from solvers.config import Section
 
 
 class EnsembleSection(Section):
-    """Ensemble launch defaults (fields to be defined by the ensemble runner)."""
+    """Ensemble launch defaults and the statistics' fixed binning."""
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    members: int = Field(64, ge=1, description="ensemble size")
+    actors: int = Field(2, ge=1, description="solver actors")
+    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved by each solver actor")
+    gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per solver actor (fractional allowed)")
+    chunk_size: int = Field(16, ge=1, description="members integrated together as one batch")
+    in_flight_per_actor: int = Field(1, ge=1, description="chunks queued per actor")
+    max_attempts: int = Field(3, ge=1, description="tries per chunk before it is recorded as failed")
+    closure: str = Field("none", description="none | smagorinsky | dynamic-smagorinsky | checkpoint path")
+    closure_mode: Literal["per-actor", "shared"] = Field(
+        "per-actor", description="closure copy per solver actor, or one batching closure actor"
+    )
+    init: str = Field("dataset", description="dataset | random | path to a .npy field")
+    data: str | None = Field(None, description="dataset for init/reference (default: [data].path)")
+    duration: float = Field(1.0, gt=0, description="simulated time span when t_end is not given")
+    t_end: float | None = Field(None, description="absolute end time (overrides duration)")
+    output_interval: float = Field(0.1, gt=0, description="time between statistics outputs")
+    seed: int = Field(0, description="run seed; member k uses mix_seed(seed, k)")
+    flush_every: int = Field(4, ge=1, description="chunks merged between statistics flushes")
+    snapshots: bool = Field(False, description="also write member fields to HDF5 (per chunk)")
+    # fixed bins of the statistics
+    pdf_bins: int = Field(128, ge=2, description="bins of the vorticity and closure PDFs")
+    vorticity_range: float = Field(4.0, gt=0, description="vorticity PDF on [-range, range]")
+    closure_range: float = Field(0.5, gt=0, description="closure-term PDF on [-range, range]")
+    spectrum_bins_per_decade: int = Field(20, ge=1, description="log bins of E(k) for quantiles")
+    spectrum_min: float = Field(1e-20, gt=0, description="lowest E(k) bin edge")
+    spectrum_max: float = Field(1e4, gt=0, description="highest E(k) bin edge")
+    probes_per_side: int = Field(4, ge=1, description="probe points per side (CRPS, rank histograms)")
+    rank_bins: int = Field(10, ge=2, description="bins of the rank histograms")
+    crps_bins_per_decade: int = Field(24, ge=1, description="log bins of |x - y| in the CRPS sketch")
+    crps_min: float = Field(1e-10, gt=0, description="smallest resolved |x - y| in the CRPS sketch")
+    crps_max: float = Field(1e4, gt=0, description="largest resolved |x - y| in the CRPS sketch")
+
+    @model_validator(mode="after")
+    def _check(self) -> EnsembleSection:
+        if self.spectrum_max <= self.spectrum_min:
+            raise ValueError("spectrum_max must exceed spectrum_min")
+        if self.crps_max <= self.crps_min:
+            raise ValueError("crps_max must exceed crps_min")
+        return self
