@@ -1,7 +1,80 @@
-"""CLI commands (to be written)."""
+"""``closure ensemble launch | resume | status``: a thin shell over :mod:`ensemble.run`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+ensemble_app = typer.Typer(help="Ray ensembles of closure-corrected coarse runs, streaming statistics to Parquet.",
+                           no_args_is_help=True)
+
+
+@ensemble_app.command()
+def launch(
+    config: Path = typer.Argument(..., help="config TOML (e.g. configs/small.toml)"),
+    out: Path = typer.Option(..., "--out", help="run directory (must not exist or be empty)"),
+    members: Optional[int] = typer.Option(None, "--members", min=1, help="ensemble size"),
+    address: Optional[str] = typer.Option(None, "--address", help="auto or HOST:PORT of a Ray cluster (default: local)"),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="solver actors"),
+    gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", min=0.0, help="GPUs per actor (fractional ok)"),
+    closure: Optional[str] = typer.Option(None, "--closure", help="none | smagorinsky | dynamic-smagorinsky | CHECKPOINT"),
+    closure_mode: Optional[str] = typer.Option(None, "--closure-mode", help="per-actor | shared"),
+    init: Optional[str] = typer.Option(None, "--init", help="dataset | random | FIELD.npy"),
+    data: Optional[str] = typer.Option(None, "--data", help="dataset for initial conditions and reference"),
+    t_end: Optional[float] = typer.Option(None, "--t-end", help="end time (default: start + [ensemble].duration)"),
+    output_interval: Optional[float] = typer.Option(None, "--output-interval", min=0.0, help="time between outputs"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="run seed"),
+    chunk_size: Optional[int] = typer.Option(None, "--chunk-size", min=1, help="members per batch"),
+    snapshots: Optional[bool] = typer.Option(None, "--snapshots/--no-snapshots", help="write member fields to HDF5"),
+    in_process: bool = typer.Option(False, "--in-process", help="run without Ray, in this process"),
+    dashboard: bool = typer.Option(False, "--dashboard", help="start the Ray dashboard with the local instance"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
+) -> None:
+    """Launch an ensemble run into OUT."""
+    from ensemble.run import launch as launch_run
+    from ensemble.run import status_text
+
+    overrides = {
+        "ensemble.members": members, "ensemble.actors": actors, "ensemble.gpus_per_actor": gpus_per_actor,
+        "ensemble.closure": closure, "ensemble.closure_mode": closure_mode, "ensemble.init": init,
+        "ensemble.data": data, "ensemble.t_end": t_end, "ensemble.output_interval": output_interval,
+        "ensemble.seed": seed, "ensemble.chunk_size": chunk_size, "ensemble.snapshots": snapshots,
+    }
+    summary = launch_run(config, out, overrides, address=address, in_process=in_process, dashboard=dashboard,
+                         progress=progress)
+    typer.echo(status_text(out))
+    typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
+
+
+@ensemble_app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="an interrupted run directory"),
+    address: Optional[str] = typer.Option(None, "--address", help="auto or HOST:PORT of a Ray cluster"),
+    actors: Optional[int] = typer.Option(None, "--actors", min=1, help="solver actors (default: as launched)"),
+    in_process: bool = typer.Option(False, "--in-process", help="run without Ray"),
+    dashboard: bool = typer.Option(False, "--dashboard", help="start the Ray dashboard with the local instance"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
+) -> None:
+    """Finish an interrupted run without redoing finished members."""
+    from ensemble.run import resume as resume_run
+    from ensemble.run import status_text
+
+    summary = resume_run(run_dir, address=address, in_process=in_process, dashboard=dashboard, progress=progress,
+                         actors=actors)
+    typer.echo(status_text(run_dir))
+    typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
+
+
+@ensemble_app.command()
+def status(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
+    """Print a run's progress, blow-ups and failures."""
+    from ensemble.run import status_text
+
+    typer.echo(status_text(run_dir))
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the ``ensemble`` sub-app to the root app."""
+    app.add_typer(ensemble_app, name="ensemble")

@@ -1,0 +1,163 @@
+"""Ensemble runs end to end on the session's local Ray: completion, exact bookkeeping under
+actor death and driver interruption, batching-independent members, statistics equal to an
+offline recomputation from the saved member fields, and a schema every reader accepts.
+
+Setup (``conftest.ensemble_setup``): 16^2 LES with Smagorinsky, 64 members from 4 test
+trajectories (4 groups of 16), 40 steps, 5 outputs, chunks of 8 on 2 actors.
+"""
+
+from __future__ import annotations
+
+import glob
+
+import h5py
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from ensemble.crps import crps_fair
+from ensemble.manifest import Manifest
+from ensemble.parquet_sink import latest_stats, read_table
+from ensemble.run import Hooks, launch, resume
+from solvers.dataset import read_dataset
+
+MEMBERS, GROUPS, TIMES = 64, 4, 5
+
+
+def members_table(out) -> dict[str, np.ndarray]:
+    table = read_table(out, "members").sort_by([("member", "ascending"), ("step", "ascending")])
+    return {name: table[name].to_numpy() for name in table.column_names}
+
+
+def assert_each_member_once(out) -> None:
+    rows = members_table(out)
+    keys = set(zip(rows["member"].tolist(), rows["step"].tolist()))
+    assert len(keys) == len(rows["member"]) == MEMBERS * TIMES
+    assert set(rows["member"].tolist()) == set(range(MEMBERS))
+    manifest = Manifest.load(out)
+    assert manifest.complete and manifest.members_with("done") == MEMBERS
+
+
+@pytest.fixture(scope="module")
+def two_actor_run(ray_session, ensemble_setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "two_actors"
+    summary = launch(ensemble_setup, out)
+    return out, summary
+
+
+def test_64_members_on_2_actors_complete_once_each(two_actor_run):
+    out, summary = two_actor_run
+    assert_each_member_once(out)
+    assert summary.member_steps == MEMBERS * 40 and summary.restarts == 0
+    stats = latest_stats(out).to_pandas()
+    assert stats["final"].all() and len(stats) == GROUPS * TIMES
+    assert (stats["members"] == MEMBERS // GROUPS).all()
+    assert read_table(out, "blowups").num_rows == 0
+    assert np.isfinite(stats["crps_vorticity"]).all() and (stats["spread"][stats["time"] > 0] > 0).all()
+
+
+def test_tables_read_with_pyarrow_pandas_and_duckdb(two_actor_run):
+    duckdb = pytest.importorskip("duckdb")
+    pd = pytest.importorskip("pandas")
+    out, _ = two_actor_run
+    for table, rows in (("members", MEMBERS * TIMES), ("stats", None), ("blowups", 0)):
+        via_arrow = pads.dataset(out / table, format="parquet").to_table()
+        via_pandas = pd.read_parquet(out / table)
+        via_duckdb = duckdb.sql(f"SELECT * FROM read_parquet('{out / table}/*.parquet')").df()
+        assert via_arrow.num_rows == len(via_pandas) == len(via_duckdb)
+        assert list(via_pandas.columns) == list(via_duckdb.columns) == via_arrow.column_names
+        if rows is not None:
+            assert via_arrow.num_rows == rows
+    final = duckdb.sql(
+        f"SELECT \"group\", time, spectrum_q50[2] AS e1, rank_histogram FROM read_parquet('{out}/stats/*.parquet') "
+        "WHERE final ORDER BY \"group\", time"
+    ).df()
+    assert len(final) == GROUPS * TIMES and (final["e1"] > 0).all()
+
+
+def test_one_actor_gives_the_same_members_as_two(ray_session, ensemble_setup, two_actor_run, tmp_path):
+    """Same seeds, different actors and batch composition (chunks of 16 vs 8)."""
+    out2, _ = two_actor_run
+    launch(ensemble_setup, tmp_path / "one", {"ensemble.actors": 1, "ensemble.chunk_size": 16})
+    a, b = members_table(out2), members_table(tmp_path / "one")
+    np.testing.assert_array_equal(a["member"], b["member"])
+    for name in ("energy", "enstrophy", "rel_error"):
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=0, err_msg=name)
+
+
+def test_killed_actor_still_yields_each_member_once(ray_session, ensemble_setup, two_actor_run, tmp_path):
+    killed = []
+
+    def kill_solver_1(results, scheduler):
+        if results == 1:
+            ray_session.kill(ray_session.get_actor("solver-1"))
+            killed.append(True)
+
+    out = tmp_path / "killed"
+    summary = launch(ensemble_setup, out, hooks=Hooks(after_result=kill_solver_1))
+    assert killed and summary.restarts >= 1
+    assert_each_member_once(out)
+    assert any(c.errors for c in Manifest.load(out).chunks)  # the failure is recorded, not hidden
+    ref = members_table(two_actor_run[0])
+    got = members_table(out)
+    np.testing.assert_array_equal(got["energy"], ref["energy"])
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interrupted_driver(ray_session, ensemble_setup, two_actor_run, tmp_path):
+    def crash_after_3(results, scheduler):
+        if results == 3:
+            raise Interrupt
+
+    out = tmp_path / "interrupted"
+    with pytest.raises(Interrupt):
+        launch(ensemble_setup, out, hooks=Hooks(after_result=crash_after_3))
+    manifest = Manifest.load(out)
+    assert not manifest.complete and manifest.members_with("done") == 16  # flushed after 2 chunks of 8
+    summary = resume(out)
+    assert summary.member_steps == (MEMBERS - 16) * 40  # finished chunks are not redone
+    assert_each_member_once(out)
+    np.testing.assert_array_equal(members_table(out)["energy"], members_table(two_actor_run[0])["energy"])
+    got, ref = latest_stats(out).to_pandas(), latest_stats(two_actor_run[0]).to_pandas()
+    for name in ("spread", "rmse", "energy_mean", "crps_vorticity", "crps_energy", "spread_skill"):
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-9, err_msg=name)
+    assert got["rank_histogram"].map(list).tolist() == ref["rank_histogram"].map(list).tolist()
+
+
+def test_statistics_equal_offline_recomputation_from_saved_fields(ensemble_setup, two_actor_run, tmp_path):
+    """In-process run with field snapshots; every statistic recomputed from the fields with numpy."""
+    out = tmp_path / "snap"
+    launch(ensemble_setup, out, {"ensemble.snapshots": True}, in_process=True)
+    np.testing.assert_allclose(members_table(out)["energy"], members_table(two_actor_run[0])["energy"], rtol=1e-6)
+    fields = {"vorticity": [], "member": []}
+    for path in sorted(glob.glob(str(out / "fields" / "*.h5"))):
+        with h5py.File(path) as f:
+            assert not f["blown_up"][:].any()
+            fields["vorticity"].append(f["vorticity"][:].astype(np.float64))
+            fields["member"].append(f["member"][:])
+    w = np.concatenate(fields["vorticity"])  # [64, T, n, n]
+    member = np.concatenate(fields["member"])
+    ref_all = read_dataset(str(ensemble_setup.parent / "reference.h5"), split="test").vorticity.astype(np.float64)
+    stats = latest_stats(out).to_pandas().sort_values(["group", "time"])
+    for g in range(GROUPS):
+        x = w[member % GROUPS == g]
+        ref = ref_all[g]
+        rows = stats[stats["group"] == g]
+        mean, var = x.mean(0), x.var(0, ddof=1)
+        rmse = np.sqrt(((mean - ref) ** 2).mean(axis=(-2, -1)))
+        np.testing.assert_allclose(rows["spread"], np.sqrt(var.mean(axis=(-2, -1))), rtol=1e-9)
+        np.testing.assert_allclose(rows["rmse"], rmse, rtol=1e-9)
+        np.testing.assert_allclose(rows["enstrophy_mean"], (0.5 * (x**2).mean(axis=(-2, -1))).mean(0), rtol=1e-6)
+        i, j = np.arange(4)[:, None] * 4, np.arange(4)[None, :] * 4
+        probes, ref_probes = x[:, :, i, j].reshape(len(x), TIMES, -1), ref[:, i, j].reshape(TIMES, -1)
+        exact = crps_fair(probes[:, 1:], ref_probes[1:]).mean(-1)
+        assert np.all(np.abs(rows["crps_vorticity"].to_numpy()[1:] - exact) <= rows["crps_vorticity_bound"].to_numpy()[1:] + 1e-12)
+        ranks = (probes < ref_probes[None]).sum(0)  # [T, P]
+        expected = [np.bincount(r * 10 // (len(x) + 1), minlength=10).tolist() for r in ranks]
+        assert rows["rank_histogram"].map(list).tolist() == expected
+        counts = np.stack([np.histogram(x[:, t], bins=np.linspace(-4, 4, 129))[0] for t in range(TIMES)])
+        pdf = np.stack(rows["vorticity_pdf"].map(np.asarray).tolist())
+        np.testing.assert_allclose(pdf * (8 / 128) * x[:, 0].size, counts, atol=1e-6)
