@@ -33,12 +33,12 @@ def test_autoencoder_commutes_with_periodic_shifts():
 
 
 def test_autoencoder_round_trip_learns_smooth_fields():
-    """A few hundred Adam steps reduce the round-trip error of smooth periodic fields well below 1."""
+    """A hundred Adam steps reduce the round-trip error of smooth periodic fields well below 1."""
     torch.manual_seed(0)
     n = 16
     x = torch.arange(n) / n
     X, Y = torch.meshgrid(x, x, indexing="ij")
-    amplitudes = torch.randn(64, 4)
+    amplitudes = torch.randn(32, 4)
     fields = (
         amplitudes[:, 0, None, None] * torch.sin(2 * math.pi * X)
         + amplitudes[:, 1, None, None] * torch.cos(2 * math.pi * Y)
@@ -46,20 +46,20 @@ def test_autoencoder_round_trip_learns_smooth_fields():
         + amplitudes[:, 3, None, None] * torch.cos(2 * math.pi * (X - Y))
     ).unsqueeze(1)
     ae = Autoencoder(channels=8)
-    opt = torch.optim.Adam(ae.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(ae.parameters(), lr=1e-2)
 
     def rel_error() -> float:
         with torch.no_grad():
             return float((ae(fields) - fields).norm() / fields.norm())
 
     before = rel_error()
-    for _ in range(300):
+    for _ in range(120):
         opt.zero_grad()
         loss = (ae(fields) - fields).pow(2).mean()
         loss.backward()
         opt.step()
     after = rel_error()
-    assert before > 0.8 and after < 0.2, (before, after)
+    assert before > 0.8 and after < 0.1, (before, after)  # measured ~0.03
 
 
 def direct_spectral_conv(layer: SpectralConv2d, h: torch.Tensor) -> torch.Tensor:
