@@ -76,6 +76,7 @@ class RunSummary:
     member_steps: int
     restarts: int = 0
     closure_batches: list[int] = field(default_factory=list)
+    compute_s: float = 0.0  # sum over chunks of the workers' integration time
 
 
 @dataclass
@@ -254,6 +255,7 @@ class RunExecutor:
         self.dirty = False  # manifest changes not yet saved
         self.results = 0
         self.member_steps = 0
+        self.compute_s = 0.0
         self.start = clock.perf_counter()
         self.display: Any = None
         self._load_state()
@@ -317,6 +319,7 @@ class RunExecutor:
         self.unflushed.append(result.chunk)
         self.results += 1
         self.member_steps += result.member_steps
+        self.compute_s += result.elapsed
         if self.display is not None:
             self.display.chunk_done(len(record.members), result.member_steps)
         if len(self.unflushed) >= self.cfg.ensemble.flush_every:
@@ -546,7 +549,8 @@ def _execute(out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInput
             executor.run_in_process()
         else:
             restarts, batches = executor.run_on_ray()
-    return RunSummary(manifest, clock.perf_counter() - start, executor.member_steps, restarts, batches)
+    return RunSummary(manifest, clock.perf_counter() - start, executor.member_steps, restarts, batches,
+                      executor.compute_s)
 
 
 def _versions() -> dict[str, str]:

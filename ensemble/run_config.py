@@ -48,9 +48,9 @@ class EnsembleSection(Section):
     spectrum_max: float = Field(1e4, gt=0, description="highest E(k) bin edge")
     probes_per_side: int = Field(4, ge=1, description="probe points per side (CRPS, rank histograms)")
     rank_bins: int = Field(10, ge=2, description="bins of the rank histograms")
-    crps_bins_per_decade: int = Field(24, ge=1, description="log bins of |x - y| in the CRPS sketch")
-    crps_min: float = Field(1e-10, gt=0, description="smallest resolved |x - y| in the CRPS sketch")
-    crps_max: float = Field(1e4, gt=0, description="largest resolved |x - y| in the CRPS sketch")
+    crps_bins_per_decade: int = Field(8, ge=1, description="log bins of |x - y| in the CRPS sketch")
+    crps_min: float = Field(1e-8, gt=0, description="smallest resolved |x - y| in the CRPS sketch")
+    crps_max: float = Field(1e3, gt=0, description="largest resolved |x - y| in the CRPS sketch")
 
     @model_validator(mode="after")
     def _check(self) -> EnsembleSection:

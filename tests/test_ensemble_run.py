@@ -161,3 +161,33 @@ def test_statistics_equal_offline_recomputation_from_saved_fields(ensemble_setup
         counts = np.stack([np.histogram(x[:, t], bins=np.linspace(-4, 4, 129))[0] for t in range(TIMES)])
         pdf = np.stack(rows["vorticity_pdf"].map(np.asarray).tolist())
         np.testing.assert_allclose(pdf * (8 / 128) * x[:, 0].size, counts, atol=1e-6)
+
+
+def test_learned_closure_shared_actor_equals_per_actor_copies(ray_session, ensemble_setup, tmp_path):
+    """A (tiny, untrained) generative closure draws from each member's own stream, so batching
+    requests of both solver actors in the closure actor changes nothing, bit for bit."""
+    pytest.importorskip("models.checkpoint")
+    import torch
+
+    from models.builders import build_model
+    from models.checkpoint import Checkpoint, save_checkpoint
+    from models.config import ModelSection, TrainingSection
+    from models.normalization import FieldNormalization, Normalization
+
+    torch.manual_seed(0)
+    small = ModelSection(physical_width=6, physical_modes=3, physical_layers=2, latent_width=6, latent_layers=2, ae_channels=4)
+    ckpt = Checkpoint(
+        model=build_model("joint-lcdm", small), method="joint-lcdm", model_config=small,
+        training_config=TrainingSection(), grid_size=16, problem="les",
+        normalization=Normalization(FieldNormalization(0.0, 1.0), FieldNormalization(0.0, 0.01)),
+    )
+    path = save_checkpoint(ckpt, tmp_path / "tiny.safetensors")
+    energies = {}
+    for mode in ("per-actor", "shared"):
+        overrides = {"ensemble.members": 16, "ensemble.closure": str(path), "ensemble.closure_mode": mode}
+        summary = launch(ensemble_setup, tmp_path / mode, overrides)
+        energies[mode] = members_table(tmp_path / mode)["energy"]
+        if mode == "shared":
+            assert max(summary.closure_batches) > 4  # requests of both actors were batched together
+    np.testing.assert_array_equal(energies["shared"], energies["per-actor"])
+    assert np.isfinite(energies["shared"]).all()

@@ -1,0 +1,114 @@
+"""``closure ensemble``: launch/status/resume and the bad-input cases (one line, exit 2, nothing overwritten)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ensemble.cli import app
+from solvers.errors import UserError
+
+TINY = ["--members", "2", "--in-process", "--no-progress", "--t-end", "0.05"]
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, ["ensemble", *map(str, args)])
+
+
+def user_error(result) -> str:
+    assert isinstance(result.exception, UserError), result.output
+    message = str(result.exception)
+    assert "\n" not in message
+    return message
+
+
+@pytest.fixture(scope="module")
+def finished_run(ensemble_setup, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = invoke("launch", ensemble_setup, "--out", out, *TINY)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_launch_and_status(finished_run):
+    result = invoke("status", finished_run)
+    assert result.exit_code == 0
+    assert "complete" in result.output and "members: 2/2 done" in result.output
+
+
+def test_output_dir_with_another_run_is_refused_and_untouched(ensemble_setup, finished_run):
+    manifest = (finished_run / "manifest.json").read_bytes()
+    message = user_error(invoke("launch", ensemble_setup, "--out", finished_run, *TINY, "--seed", "5"))
+    assert "already holds run" in message
+    assert (finished_run / "manifest.json").read_bytes() == manifest
+
+
+def test_cli_exit_code_2_and_one_line(ensemble_setup, finished_run):
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ensemble.cli import main; main()", "ensemble", "launch", str(ensemble_setup),
+         "--out", str(finished_run), *TINY],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: --out:")
+
+
+def test_unreachable_address(ensemble_setup, tmp_path):
+    message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--address", "127.0.0.1:9"))
+    assert message.startswith("--address: cannot reach")
+    assert not (tmp_path / "r").exists()
+
+
+def test_too_few_resources(ray_session, ensemble_setup, tmp_path):
+    message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--actors", "8", "--no-progress"))
+    assert message.startswith("--actors: 8 actors")
+    assert not (tmp_path / "r").exists()
+
+
+def test_checkpoint_for_another_grid(ensemble_setup, tmp_path):
+    pytest.importorskip("models.checkpoint")
+    from models.builders import build_model
+    from models.checkpoint import Checkpoint, save_checkpoint
+    from models.config import ModelSection, TrainingSection
+    from models.normalization import FieldNormalization, Normalization
+
+    small = ModelSection(physical_width=6, physical_modes=3, physical_layers=2, latent_width=6, latent_layers=2, ae_channels=4)
+    ckpt = Checkpoint(
+        model=build_model("joint-lcdm", small), method="joint-lcdm", model_config=small,
+        training_config=TrainingSection(), grid_size=32,
+        normalization=Normalization(FieldNormalization(0.0, 1.0), FieldNormalization(0.0, 1.0)),
+    )
+    path = save_checkpoint(ckpt, tmp_path / "n32.safetensors")
+    message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--closure", path, *TINY))
+    assert "32x32 grid" in message and "16x16" in message
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "start"),
+    [
+        (["--closure", "no-such-model"], "--closure:"),
+        (["--init", "missing.npy"], "--init:"),
+        (["--t-end", "-1"], "--t-end"),
+        (["--output-interval", "0.03"], "--output-interval"),
+        (["--closure-mode", "everywhere"], "[ensemble].closure_mode: Input should be"),
+    ],
+)
+def test_bad_options(ensemble_setup, tmp_path, args, start):
+    full = [*TINY[:-2], *args] if "--t-end" in args else [*TINY, *args]
+    message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", *full))
+    assert start in message, message
+    assert not (tmp_path / "r").exists()
+
+
+def test_npy_initial_condition_of_wrong_grid(ensemble_setup, tmp_path):
+    np.save(tmp_path / "w.npy", np.zeros((3, 8, 8)))
+    result = invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--init", tmp_path / "w.npy", *TINY)
+    assert result.exit_code == 0, result.output  # an .npy field sets the grid of the run
+    message = user_error(invoke("resume", tmp_path / "nothing"))
+    assert "not an ensemble run directory" in message
