@@ -23,9 +23,9 @@ app = typer.Typer(
 
 
 def _register_commands() -> None:
-    from ensemble.cli import data, ensemble_runs, models, simulate
+    from ensemble.cli import data, ensemble_runs, models, report, simulate, study
 
-    for module in (data, simulate, models, ensemble_runs):
+    for module in (data, simulate, models, ensemble_runs, report, study):
         module.register(app)
 
 
