@@ -343,7 +343,7 @@ def _validate(f: h5py.File, path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: vorticity {w.shape} / closure {c.shape} are not [traj, times, {n}, {n}]")
     if t.shape != (w.shape[1],) or done.shape != (w.shape[0],):
         raise UserError(f"{path}: time {t.shape} / done {done.shape} do not match vorticity {w.shape}")
-    if not 0 < attrs["n_train"] <= w.shape[0]:
+    if not 0 <= attrs["n_train"] <= w.shape[0]:
         raise UserError(f"{path}: n_train {attrs['n_train']} out of range for {w.shape[0]} trajectories")
     return attrs
 
