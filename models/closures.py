@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from models.allocator import tune_allocator
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.sampling_options import SamplerOptions
 from solvers.errors import UserError
@@ -68,6 +69,7 @@ def load_closure(
     *,
     grid_size: int | None = None,
     method: str | None = None,
+    tune_malloc: bool = True,
     **sampler_overrides: Any,
 ) -> GenerativeClosure:
     """Load a checkpoint as a closure.
@@ -77,9 +79,13 @@ def load_closure(
         device: where the network runs (default CPU).
         grid_size, method: when given, a checkpoint for another grid or method is refused
             with a :class:`~solvers.errors.UserError`.
+        tune_malloc: raise glibc's mmap/trim thresholds (:func:`models.allocator.tune_allocator`,
+            process-wide, ~2x faster sampling on CPU).
         **sampler_overrides: ``sampler`` (euler_maruyama | heun), ``steps``, ``t_max``,
             ``t_min``, ``flow_steps``; defaults come from the checkpoint's [model] section.
     """
+    if tune_malloc:
+        tune_allocator()
     ckpt = load_checkpoint(path, grid_size=grid_size, method=method, device=device)
     if ckpt.phase == "autoencoder":
         raise UserError(f"{path}: checkpoint of an unfinished L-CDM (autoencoder phase only); train on or --resume")
