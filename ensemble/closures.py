@@ -61,6 +61,9 @@ def resolve_closure(spec: str, n: int, problem: str) -> ClosureSource:
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error
         raise UserError(f"--closure: {path}: cannot load checkpoint ({type(exc).__name__}: {exc})") from None
     check_grid(closure, n, str(path))
+    trained_on = getattr(getattr(closure, "checkpoint", None), "problem", None)
+    if trained_on is not None and trained_on != problem:
+        raise UserError(f"--closure: {path} was trained for the {trained_on} problem but the run is {problem}")
     return ClosureSource("checkpoint", str(path), closure)
 
 

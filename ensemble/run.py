@@ -77,6 +77,7 @@ class RunSummary:
     restarts: int = 0
     closure_batches: list[int] = field(default_factory=list)
     compute_s: float = 0.0  # sum over chunks of the workers' integration time
+    startup_s: float = 0.0  # creating the actors until all answered (Ray only)
 
 
 @dataclass
@@ -256,6 +257,7 @@ class RunExecutor:
         self.results = 0
         self.member_steps = 0
         self.compute_s = 0.0
+        self.startup_s = 0.0
         self.start = clock.perf_counter()
         self.display: Any = None
         self._load_state()
@@ -404,7 +406,7 @@ class RunExecutor:
             source = ClosureSource(source.name, source.path, ray.put(source.payload))
         closure_actor = None
         if shared:
-            closure_actor = ClosureActor.options(name="closure-0", num_gpus=ens.gpus_per_actor).remote(
+            closure_actor = ClosureActor.options(name="closure-0", num_gpus=ens.gpus_per_actor, max_restarts=3).remote(
                 source, self.inputs.n, self.cfg.solver.precision, self.cfg.solver.device)
         spec = self.spec
         references = [ray.put(r) for r in self.inputs.references] if self.inputs.references else None
@@ -424,11 +426,15 @@ class RunExecutor:
                 last_poll[0] = clock.perf_counter()
                 self.display.refresh(scheduler.progress())
 
+        started = clock.perf_counter()
         scheduler = ChunkScheduler(
             make_actor, ens.actors, submit, lambda r: self.on_result(r, scheduler), self.on_error,
             self.on_failure, ens.in_flight_per_actor, ens.max_attempts, on_tick=tick,
         )
         self._wait_ready(scheduler)
+        if closure_actor is not None:
+            ray.get(closure_actor.batch_sizes.remote(), timeout=120)
+        self.startup_s = clock.perf_counter() - started
         batches: list[int] = []
         try:
             scheduler.run([self.chunk(c) for c in self.manifest.pending_chunks()])
@@ -550,7 +556,7 @@ def _execute(out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInput
         else:
             restarts, batches = executor.run_on_ray()
     return RunSummary(manifest, clock.perf_counter() - start, executor.member_steps, restarts, batches,
-                      executor.compute_s)
+                      executor.compute_s, executor.startup_s)
 
 
 def _versions() -> dict[str, str]:

@@ -191,3 +191,32 @@ def test_learned_closure_shared_actor_equals_per_actor_copies(ray_session, ensem
             assert max(summary.closure_batches) > 4  # requests of both actors were batched together
     np.testing.assert_array_equal(energies["shared"], energies["per-actor"])
     assert np.isfinite(energies["shared"]).all()
+
+
+def test_blown_up_members_are_recorded_and_kept_out_of_statistics(ensemble_setup, tmp_path):
+    """Odd members start from a field 1000x too strong for dt: they go non-finite and must be
+    listed (member, step, time), keep their rows before the blow-up, and vanish from every statistic."""
+    import torch
+
+    from solvers.diagnostics import energy
+    from solvers.grid import SpectralGrid
+    from solvers.initial import gaussian_random_field
+    from solvers.random import MemberRandom
+
+    grid = SpectralGrid(16, dtype=torch.float64)
+    fields = gaussian_random_field(grid, MemberRandom([1, 2], key=(0,)))
+    fields[1] *= 1000
+    np.save(tmp_path / "w.npy", fields.numpy())
+    out = tmp_path / "blow"
+    summary = launch(ensemble_setup, out, {"ensemble.members": 8, "ensemble.init": str(tmp_path / "w.npy"),
+                                           "ensemble.closure": "none"}, in_process=True)
+    blown = read_table(out, "blowups").to_pandas()
+    assert sorted(blown["member"]) == [1, 3, 5, 7] and (blown["time"] > 0).all() and (blown["step"] > 0).all()
+    assert sorted(b["member"] for b in summary.manifest.blowups) == [1, 3, 5, 7]
+    rows = members_table(out)
+    assert set(rows["member"].tolist()) == set(range(8))
+    assert all((rows["member"] == k).sum() == TIMES for k in (0, 2, 4, 6))
+    assert all((rows["member"] == k).sum() < TIMES for k in (1, 3, 5, 7))
+    stats = latest_stats(out).to_pandas()
+    assert (stats["members"] == 4).all() and np.isfinite(stats["energy_mean"]).all()
+    assert stats["energy_mean"].iloc[0] == pytest.approx(float(energy(fields[0], grid)), rel=1e-5)
