@@ -217,6 +217,11 @@ def _open_for_resume(path: Path, config: ProjectConfig) -> np.ndarray:
         raise UserError(f"{path}: exists and is not a readable HDF5 file ({exc})") from None
 
 
+def _is_complete(path: Path) -> bool:
+    with h5py.File(path, "r") as f:
+        return bool(f.attrs.get("complete", False))
+
+
 def _progress_bar(enabled: bool):
     """A rich progress bar with elapsed time and ETA (disabled: renders nothing)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -297,6 +302,11 @@ def generate_dataset(
         _create_file(path, config, schedule)
         done = np.zeros(config.data.trajectories, dtype=bool)
     pending = [k for k in range(config.data.trajectories) if not done[k]]
+    if not pending:  # all written; an interruption may have come before `complete` was set
+        if not _is_complete(path):
+            with h5py.File(path, "r+") as f:
+                f.attrs["complete"] = True
+        return path
     batches = _batches(pending, config.data.batch_size)
     if max_batches is not None:
         batches = batches[:max_batches]

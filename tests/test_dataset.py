@@ -123,10 +123,10 @@ def test_different_config_or_foreign_file_is_refused_and_left_untouched(tmp_path
 def test_a_complete_file_with_the_same_config_is_not_rewritten(tmp_path):
     config = tiny_config(tmp_path)
     path = generate_dataset(config, progress=False)
-    fingerprint = dataset_fingerprint(path)
+    fingerprint, mtime = dataset_fingerprint(path), path.stat().st_mtime_ns
     moved = ProjectConfig.model_validate({**config.model_dump(), "solver": {**config.solver.model_dump(), "device": "auto"}})
     generate_dataset(moved, path, progress=False)
-    assert dataset_fingerprint(path) == fingerprint
+    assert dataset_fingerprint(path) == fingerprint and path.stat().st_mtime_ns == mtime
 
 
 def test_window_must_fit_the_time_step(tmp_path):
