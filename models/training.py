@@ -39,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Phase:
-    """One stage of training: its name, epoch range ``[start, stop)`` and trainable modules."""
+    """One stage of training: ``autoencoder``, ``score`` or ``train`` over epochs ``[start, stop)``."""
 
     name: str
     start: int
@@ -63,6 +63,7 @@ def output_paths(out_dir: Path, method: str) -> dict[str, Path]:
 
 
 def _trainable(model: nn.Module, phase: str) -> list[nn.Parameter]:
+    """Freeze everything but the modules trained in ``phase``; return their parameters."""
     if phase == "autoencoder":
         modules = [model.closure_ae, model.vorticity_ae]
     elif phase == "score":
@@ -151,12 +152,14 @@ def _load_state(path: Path, optimizer, scheduler, generator: torch.Generator) ->
 
 
 def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Shuffled full batches of indices (the remainder is dropped; one batch if ``n < batch``)."""
     order = torch.randperm(n, generator=gen)
     for i in range(0, n - batch + 1 if n >= batch else 1, batch):
         yield order[i : i + batch]
 
 
-def _progress(enabled: bool, total: int, description: str):
+def _progress(enabled: bool):
+    """A rich progress bar (epochs, loss, time left), or a null context when disabled."""
     if not enabled:
         return nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -243,7 +246,7 @@ def train(
 def _run_phase(model, phase, start, w, c, optimizer, scheduler, generator, paths, meta, progress) -> None:
     tcfg = meta["config"].training
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    with _progress(progress, phase.stop - phase.start, phase.name) as bar:
+    with _progress(progress) as bar:
         task = bar.add_task(f"{meta['method']} {phase.name}", total=phase.stop - phase.start, loss="-") if bar else None
         if bar:
             bar.update(task, completed=start - phase.start)
