@@ -233,6 +233,11 @@ def check_resources(cfg: ProjectConfig, shared_closure: bool) -> None:
         raise UserError(f"--gpus-per-actor: the actors need {gpus:g} GPUs, the Ray cluster has {total.get('GPU', 0):g}")
 
 
+def uses_closure_actor(cfg: ProjectConfig, source: ClosureSource) -> bool:
+    """A shared closure actor serves learned closures only: classical ones are cheap, local functions."""
+    return cfg.ensemble.closure_mode == "shared" and source.name == "checkpoint"
+
+
 # ---------------------------------------------------------------- execution
 
 class RunExecutor:
@@ -399,14 +404,14 @@ class RunExecutor:
         from ensemble.scheduler import ChunkScheduler
 
         ens = self.cfg.ensemble
-        shared = ens.closure_mode == "shared"
+        shared = uses_closure_actor(self.cfg, self.source)
         check_resources(self.cfg, shared)
         source = self.source
         if source.payload is not None and not shared:
             source = ClosureSource(source.name, source.path, ray.put(source.payload))
         closure_actor = None
         if shared:
-            closure_actor = ClosureActor.options(name="closure-0", num_gpus=ens.gpus_per_actor, max_restarts=3).remote(
+            closure_actor = ClosureActor.options(name="closure-0", num_gpus=ens.gpus_per_actor).remote(
                 source, self.inputs.n, self.cfg.solver.precision, self.cfg.solver.device)
         spec = self.spec
         references = [ray.put(r) for r in self.inputs.references] if self.inputs.references else None
@@ -502,7 +507,7 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
     owned = False if in_process else connect_ray(address, dashboard)
     try:
         if not in_process:
-            check_resources(cfg, cfg.ensemble.closure_mode == "shared")
+            check_resources(cfg, uses_closure_actor(cfg, source))
         out.mkdir(parents=True, exist_ok=True)
         manifest = Manifest(run_id=run_identity(cfg), config=cfg.model_dump(mode="json"), plan=plan,
                             chunks=records, versions=_versions())

@@ -29,7 +29,9 @@ class EnsembleSection(Section):
     max_attempts: int = Field(3, ge=1, description="tries per chunk before it is recorded as failed")
     closure: str = Field("none", description="none | smagorinsky | dynamic-smagorinsky | checkpoint path")
     closure_mode: Literal["per-actor", "shared"] = Field(
-        "per-actor", description="closure copy per solver actor, or one batching closure actor"
+        "shared",
+        description="learned closure: one batching closure actor (measured faster, benchmarks/ensemble.md) "
+        "or a copy per solver actor; classical closures always run in the solver actors",
     )
     init: str = Field("dataset", description="dataset | random | path to a .npy field")
     data: str | None = Field(None, description="dataset for init/reference (default: [data].path)")
