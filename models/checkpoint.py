@@ -28,6 +28,8 @@ from solvers.errors import UserError
 
 FORMAT = "latent-closure-checkpoint"
 FORMAT_VERSION = 1
+# [model] fields that choose how to sample, not what was trained: they may differ on --resume.
+SAMPLER_FIELDS = frozenset({"method", "sampler", "sampler_steps", "t_max", "t_min", "flow_steps"})
 
 
 @dataclass
@@ -108,7 +110,8 @@ def load_checkpoint(
     device: torch.device | str | None = None,
 ) -> Checkpoint:
     """Load and verify a checkpoint; refuse (``UserError``) a tampered file or one whose grid,
-    method or [model] config differs from the expected ones (when given)."""
+    method or [model] network fields differ from the expected ones (when given; the sampler
+    defaults in :data:`SAMPLER_FIELDS` may differ)."""
     path = Path(path)
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
@@ -129,9 +132,13 @@ def load_checkpoint(
         training = TrainingSection.model_validate_json(meta["training_config"])
     except ValidationError as exc:
         raise UserError(describe_validation_error(exc, str(path))) from None
-    if model_config is not None and model_config != config:
-        diff = sorted(k for k in config.model_fields if getattr(config, k) != getattr(model_config, k))
-        raise UserError(f"{path}: checkpoint [model] config differs from the requested one in {diff}")
+    if model_config is not None:
+        diff = sorted(
+            k for k in ModelSection.model_fields
+            if k not in SAMPLER_FIELDS and getattr(config, k) != getattr(model_config, k)
+        )
+        if diff:
+            raise UserError(f"{path}: checkpoint [model] config differs from the requested one in {diff}")
     model = build_model(meta["method"], config, training)
     try:
         model.load_state_dict(tensors, strict=True)

@@ -40,7 +40,7 @@ class ModelSection(Section):
     sampler_steps: int = Field(10, ge=1, description="sampler steps (Karras rho=7 grid)")
     t_max: float = Field(0.4, gt=0, le=1, description="truncated start time of the reverse SDE")
     t_min: float = Field(1e-3, gt=0, description="last time of the reverse SDE")
-    flow_steps: int = Field(1, ge=1, description="Euler steps of latent flow matching")
+    flow_steps: int = Field(2, ge=1, description="Euler steps of latent flow matching (2: measured better than 1, same cost)")
 
     @model_validator(mode="after")
     def _check(self) -> ModelSection:

@@ -115,3 +115,9 @@ def test_unknown_sampler_option_is_a_user_error(tmp_path):
         load_closure(path, stepz=3)
     with pytest.raises(UserError, match="sampler"):
         load_closure(path, sampler="ddim")
+
+
+def test_sampler_defaults_may_differ_from_the_requested_config(tmp_path):
+    path, _ = make_checkpoint(tmp_path)
+    loaded = load_checkpoint(path, model_config=SMALL.model_copy(update={"flow_steps": 2, "t_max": 0.2}))
+    assert loaded.model_config.flow_steps == SMALL.flow_steps
