@@ -172,7 +172,7 @@ class GroupStatistics:
             enstrophy_mean=np.zeros(times),
             enstrophy_m2=np.zeros(times),
             spectrum_sum=np.zeros((times, k)),
-            spectrum_hist=np.zeros((times, k, len(bins.spectrum_edges) + 1), np.int64),
+            spectrum_hist=np.zeros((times, k, len(bins.spectrum_edges) + 1), np.int32),
             vorticity_hist=np.zeros((times, len(bins.vorticity_edges) + 1), np.int64),
             closure_hist=np.zeros((times, len(bins.closure_edges) + 1), np.int64),
             below_reference=np.zeros((times, p), np.int64),
@@ -213,7 +213,7 @@ class GroupStatistics:
         nb = len(bins.spectrum_edges) + 1
         index = np.searchsorted(bins.spectrum_edges, spectrum, side="right")  # [M, T, K]
         flat = (np.arange(t * k).reshape(t, k)[None] * nb + index).ravel()
-        return np.bincount(flat, minlength=t * k * nb).reshape(t, k, nb).astype(np.int64)
+        return np.bincount(flat, minlength=t * k * nb).reshape(t, k, nb).astype(np.int32)
 
     def _add_reference(self, w: np.ndarray, data: MemberFields, bins: StatisticsBins, ref: Reference) -> None:
         i, j = bins.probes[:, 0], bins.probes[:, 1]
