@@ -388,13 +388,17 @@ class RunExecutor:
     def run_in_process(self) -> None:
         from ensemble.scheduler import run_in_process
 
-        worker = SolverWorker(self.spec, self.source)
-        chunks = [self.chunk(c) for c in self.manifest.pending_chunks()]
-        run_in_process(
-            lambda c: worker.run_chunk(c, self.initial(c), self.reference(c.group)), chunks,
-            self.on_result, self.on_error, self.on_failure, self.cfg.ensemble.max_attempts,
-            on_tick=lambda: self.display.refresh([]) if self.display else None,
-        )
+        threads = torch.get_num_threads()  # the worker sets its own; restore the caller's afterwards
+        try:
+            worker = SolverWorker(self.spec, self.source)
+            chunks = [self.chunk(c) for c in self.manifest.pending_chunks()]
+            run_in_process(
+                lambda c: worker.run_chunk(c, self.initial(c), self.reference(c.group)), chunks,
+                self.on_result, self.on_error, self.on_failure, self.cfg.ensemble.max_attempts,
+                on_tick=lambda: self.display.refresh([]) if self.display else None,
+            )
+        finally:
+            torch.set_num_threads(threads)
         self.finish()
 
     def run_on_ray(self) -> tuple[int, list[int]]:

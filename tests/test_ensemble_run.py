@@ -236,3 +236,30 @@ def test_blown_up_members_are_recorded_and_kept_out_of_statistics(ensemble_setup
     stats = latest_stats(out).to_pandas()
     assert (stats["members"] == 4).all() and np.isfinite(stats["energy_mean"]).all()
     assert stats["energy_mean"].iloc[0] == pytest.approx(float(energy(fields[0], grid)), rel=1e-5)
+
+
+def test_failed_chunk_is_recorded_then_resumed(ensemble_setup, tmp_path, monkeypatch):
+    """A chunk failing every attempt is reported (manifest, status), never silently dropped; resume redoes it."""
+    from ensemble.actors import SolverWorker
+    from ensemble.run import status_text
+
+    original = SolverWorker.run_chunk
+
+    def flaky(self, chunk, w0, reference):
+        if chunk.id == 1:
+            raise RuntimeError("injected failure")
+        return original(self, chunk, w0, reference)
+
+    monkeypatch.setattr(SolverWorker, "run_chunk", flaky)
+    out = tmp_path / "failing"
+    overrides = {"ensemble.members": 16, "ensemble.max_attempts": 2}
+    summary = launch(ensemble_setup, out, overrides, in_process=True)
+    record = summary.manifest.chunks[1]
+    assert record.status == "failed" and record.attempts == 2 and "injected failure" in record.errors[-1]
+    assert not summary.manifest.complete and summary.manifest.members_with("failed") == len(record.members)
+    assert "1 failed attempts" not in status_text(out) and "chunk 1 (failed, 2 failed attempts)" in status_text(out)
+    assert not set(record.members) & set(members_table(out)["member"].tolist())
+    monkeypatch.setattr(SolverWorker, "run_chunk", original)
+    resume(out, in_process=True)
+    manifest = Manifest.load(out)
+    assert manifest.complete and set(members_table(out)["member"].tolist()) == set(range(16))
