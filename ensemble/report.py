@@ -119,7 +119,8 @@ def load_run(run_dir: str | Path) -> RunResults:
 def _column_array(table: Any, name: str) -> np.ndarray:
     column = table[name]
     if str(column.type).startswith("list"):
-        return np.array(column.to_pylist(), dtype=np.float64).reshape(table.num_rows, -1)
+        values = np.array(column.to_pylist(), dtype=np.float64)
+        return values.reshape(table.num_rows, -1) if table.num_rows else np.zeros((0, 0))
     return column.to_numpy()
 
 
@@ -434,6 +435,8 @@ def summary_markdown(numbers: dict[str, Any], plots: list[str]) -> str:
         lines.append(f"Baseline `{b['closure']}` ({b['run_dir']}) at the last time: relative error "
                      f"{_fmt(b['rel_error_final'])}, CRPS ω {_fmt(b['crps_vorticity_final'])}"
                      + (f", spectrum error {_fmt(b['spectrum_error_final'])}" if "spectrum_error_final" in b else ""))
+    if numbers["reference"] is None:
+        lines.append("No reference (random or .npy initial conditions): no error, CRPS or spread-skill metrics.")
     lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 
@@ -469,8 +472,9 @@ def make_report(run_dir: str | Path, baseline: str | Path | None = None, out: st
         if results.mean:
             plot_fields(results, reference, target / "fields.png")
             plots.append(target / "fields.png")
-        plot_metrics(results, base, target / "metrics.png")
-        plots.append(target / "metrics.png")
+        if np.isfinite(results.group_mean("rel_error_mean")).any():  # error metrics need a reference
+            plot_metrics(results, base, target / "metrics.png")
+            plots.append(target / "metrics.png")
     numbers = summary_numbers(results, reference, base)
     (target / "summary.json").write_text(json.dumps(numbers, indent=1))
     (target / "summary.md").write_text(summary_markdown(numbers, [p.name for p in plots]))

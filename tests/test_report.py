@@ -121,3 +121,15 @@ def test_interrupted_run_is_reported_as_partial(ensemble_setup, tmp_path):
     numbers = json.loads((out / "report" / "summary.json").read_text())
     assert numbers["partial"] is True and len(numbers["groups"]) == 2
     assert "PARTIAL" in (out / "report" / "summary.md").read_text()
+
+
+def test_run_interrupted_before_any_statistics_says_so(ensemble_setup, tmp_path):
+    def stop_at_once(results: int, scheduler) -> None:
+        raise Interrupt
+
+    out = tmp_path / "no_stats"
+    with pytest.raises(Interrupt):
+        launch(ensemble_setup, out, TINY, in_process=True, hooks=Hooks(after_result=stop_at_once))
+    report = make_report(out)
+    assert report.partial and report.plots == []
+    assert "No statistics have been written yet" in report.summary.read_text()
