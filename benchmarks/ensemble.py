@@ -3,16 +3,16 @@
 Measures, with the ``small`` preset (32^2, missing physics, initial conditions from the test
 trajectories of ``data/small.h5``, random fields if it is absent), one torch thread per worker:
 
-1. solver-bound: 64 members x 3000 steps, no closure, run (a) in-process without Ray,
+1. solver-bound: 64 members x 3 time units, no closure, run (a) in-process without Ray,
    (b) on 1 Ray actor, (c) on 2 Ray actors. Wall time is the whole ``launch`` (actor start-up,
    scheduling, statistics, Parquet) after Ray itself is up; member-steps/s = members x steps /
    wall. "Ray overhead" = wall(1 actor) / wall(in-process) for the same ensemble.
-2. closure-bound: 32 members x 1000 steps with a learned closure (``checkpoints/small/`` when
+2. closure-bound: 32 members x 1 time unit with a learned closure (``checkpoints/small/`` when
    present, else an untrained network of the [model] section's size; cost does not depend on
    the weights) sampled every 5 steps, on 2 actors: each actor holding its own copy (shipped
    once through the object store) vs one shared closure actor that batches both actors'
    requests; in-process for reference.
-3. ``--scale``: 100 and 1,000 members (no closure, 1000 steps, 2 actors), each in a fresh
+3. ``--scale``: 100 and 1,000 members (no closure, 1 time unit, 2 actors), each in a fresh
    driver process: every member accounted for (finished, blown up or failed; each member's
    rows exactly once), and the driver's peak memory (``ru_maxrss``, and the ``tracemalloc``
    peak of Python/numpy allocations during the run).
@@ -168,6 +168,9 @@ def run_scale(tmp: Path) -> list[dict]:
 
 
 def write_report(results: dict) -> None:
+    from ensemble.config import load_config
+
+    dt = results.setdefault("dt", load_config(CONFIG).solver.dt)
     (ROOT / "benchmarks" / "ensemble.json").write_text(json.dumps(results, indent=1))
     s = results["solver_bound"]
     c = results["closure_bound"]
@@ -177,7 +180,7 @@ def write_report(results: dict) -> None:
         f"Machine: {results['machine']}. Measured {results['date']}; wall times are medians of "
         f"{results['repeats']} runs of `launch` (after `ray.init`, so actor start-up is included).",
         "",
-        "## Solver-bound: 64 members x 3000 steps, small preset, no closure",
+        f"## Solver-bound: 64 members x {round(3.0 / dt)} steps (3 time units, dt = {dt:g}), small preset, no closure",
         "",
         "| run | wall s (median) | all walls s | actor start-up s | member-steps/s (wall) | "
         "member-steps/s (after start-up) | worker compute s |",
@@ -195,7 +198,7 @@ def write_report(results: dict) -> None:
         f"2 actors vs 1 actor: **{s['two_actor_speedup']:.2f}x** (wall), "
         f"**{s['two_actor_speedup_steady']:.2f}x** (after start-up).",
         "",
-        f"## Closure-bound: 32 members x {round(c['duration'] / 1e-3)} steps, learned closure every 5 steps "
+        f"## Closure-bound: 32 members x {round(c['duration'] / dt)} steps, learned closure every 5 steps "
         f"({'trained' if c['trained'] else 'untrained'} {c['checkpoint_name']})",
         "",
         "| run | wall s (median) | all walls s | start-up s | member-steps/s (wall) | "
@@ -211,7 +214,7 @@ def write_report(results: dict) -> None:
     lines += ["", f"Shared closure actor / per-actor copies, time after start-up: **{c['shared_over_per_actor']:.2f}** "
               f"(wall: {c['shared_over_per_actor_wall']:.2f}); the faster is `{c['faster']}`."]
     if results.get("scale"):
-        lines += ["", "## Scale: 100 vs 1,000 members (no closure, 1000 steps, 2 actors, fresh driver each)", "",
+        lines += ["", f"## Scale: 100 vs 1,000 members (no closure, {round(1.0 / dt)} steps, 2 actors, a fresh driver and Ray instance each: wall includes starting Ray)", "",
                   "| members | wall s | member-steps/s | complete | accounted | finished | blown up | failed | "
                   "member rows (unique) | driver peak RSS MiB | traced peak MiB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
