@@ -238,6 +238,16 @@ def uses_closure_actor(cfg: ProjectConfig, source: ClosureSource) -> bool:
     return cfg.ensemble.closure_mode == "shared" and source.name == "checkpoint"
 
 
+def create_named(actor_class: Any, name: str, options: dict[str, Any], *args: Any) -> Any:
+    """Create a named actor; a name still held by a just-killed actor is retried, then suffixed."""
+    for attempt in range(20):
+        try:
+            return actor_class.options(name=name if attempt < 10 else f"{name}-{attempt}", **options).remote(*args)
+        except ValueError:  # "The name ... is already taken": the GCS frees it shortly after a kill
+            clock.sleep(0.2)
+    raise UserError(f"cannot create Ray actor {name!r}: the name is taken in this Ray namespace")
+
+
 # ---------------------------------------------------------------- execution
 
 class RunExecutor:
@@ -415,14 +425,14 @@ class RunExecutor:
             source = ClosureSource(source.name, source.path, ray.put(source.payload))
         closure_actor = None
         if shared:
-            closure_actor = ClosureActor.options(name="closure-0", num_gpus=ens.gpus_per_actor).remote(
-                source, self.inputs.n, self.cfg.solver.precision, self.cfg.solver.device)
+            closure_actor = create_named(ClosureActor, "closure-0", dict(num_gpus=ens.gpus_per_actor),
+                                         source, self.inputs.n, self.cfg.solver.precision, self.cfg.solver.device)
         spec = self.spec
         references = [ray.put(r) for r in self.inputs.references] if self.inputs.references else None
 
         def make_actor(name: str) -> Any:
-            return SolverActor.options(name=name, num_cpus=ens.cpus_per_actor, num_gpus=ens.gpus_per_actor).remote(
-                spec, source, name, closure_actor)
+            return create_named(SolverActor, name, dict(num_cpus=ens.cpus_per_actor, num_gpus=ens.gpus_per_actor),
+                                spec, source, name, closure_actor)
 
         def submit(handle: Any, chunk: Chunk) -> Any:
             ref = references[chunk.group] if references else None
