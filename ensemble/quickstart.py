@@ -62,8 +62,9 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, members: int = 128, a
         _require(path, what)
     check_output_dir(out)
     closure_run, baseline_run = out / "joint-lcdm", out / "no-closure"
+    # an absolute reference path in the manifests lets `closure report` find it from any directory
     common = {"ensemble.members": members, "ensemble.actors": actors, "ensemble.init": "dataset",
-              "ensemble.data": reference}
+              "ensemble.data": str(Path(reference).resolve())}
     timings: dict[str, float] = {}
     start = clock.perf_counter()
     owned = connect_ray(address)

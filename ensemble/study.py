@@ -149,6 +149,9 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
     """Run every applicable method on the same initial conditions and write the comparison."""
     out = Path(out)
     _check_out(out)
+    shown_data = data
+    if data is not None:  # absolute in the manifests, so that reports work from any directory
+        data = str(Path(data).resolve())
     overrides = {"ensemble.members": members, "ensemble.init": "dataset", "ensemble.data": data,
                  "ensemble.duration": duration, "ensemble.seed": seed}
     cfg: ProjectConfig = load_config(config, overrides)
@@ -181,7 +184,7 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
     execution = "in one process" if in_process else f"on Ray ({cfg.ensemble.actors} actors)"
     study = StudyResult(out, problem, float(times[0]), [float(times[j]) for j in score_indices(times)], rows,
                         skipped, execution)
-    write_outputs(study, results, load_reference(results["none"]), cfg, data_path)
+    write_outputs(study, results, load_reference(results["none"]), cfg, shown_data or data_path)
     return study
 
 
