@@ -35,7 +35,7 @@ import numpy as np
 
 from ensemble.config import ProjectConfig, load_config
 from ensemble.report import FONT_SIZE, RunResults, _figure, _style, load_reference, load_run, mean_spectrum_error
-from ensemble.run import launch
+from ensemble.run import connect_ray, launch
 from solvers.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -165,6 +165,26 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
     for method, why in skipped.items():
         echo(f"skip {method}: {why}")
     out.mkdir(parents=True, exist_ok=True)
+    owned = False if in_process else connect_ray(address)  # one Ray instance for every method
+    try:
+        rows, results = _run_methods(cfg, plan, out, members, in_process, address, progress, echo)
+    finally:
+        if owned:
+            import ray
+
+            ray.shutdown()
+    times = results["none"].times
+    execution = "in one process" if in_process else f"on Ray ({cfg.ensemble.actors} actors)"
+    study = StudyResult(out, problem, float(times[0]), [float(times[j]) for j in score_indices(times)], rows,
+                        skipped, execution)
+    write_outputs(study, results, load_reference(results["none"]), cfg, shown_data or data_path)
+    return study
+
+
+def _run_methods(cfg: ProjectConfig, plan: dict[str, str], out: Path, members: int, in_process: bool,
+                 address: str | None, progress: bool,
+                 echo: Callable[[str], None]) -> tuple[list[StudyRow], dict[str, RunResults]]:
+    """Launch each method's ensemble into ``out/runs/<method>`` and score it."""
     rows, results = [], {}
     wall_none = float("nan")
     for i, (method, closure) in enumerate(plan.items(), 1):
@@ -180,12 +200,7 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
         reference = load_reference(results[method])
         rows.append(score_run(results[method], reference, method, wall, wall_none))
         echo(f"    {wall:.1f} s, relative error at the end {rows[-1].rel_errors[-1]:.4g}")
-    times = results["none"].times
-    execution = "in one process" if in_process else f"on Ray ({cfg.ensemble.actors} actors)"
-    study = StudyResult(out, problem, float(times[0]), [float(times[j]) for j in score_indices(times)], rows,
-                        skipped, execution)
-    write_outputs(study, results, load_reference(results["none"]), cfg, shown_data or data_path)
-    return study
+    return rows, results
 
 
 # ---------------------------------------------------------------- outputs
