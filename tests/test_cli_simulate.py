@@ -128,8 +128,8 @@ def test_blow_up_exits_3_names_member_and_step_and_keeps_the_rest(setup, capsys,
     config, tmp = setup
     rng = np.random.default_rng(1)
     np.save(tmp / "wild.npy", np.stack([rng.standard_normal((16, 16)), 1e3 * rng.standard_normal((16, 16))]))
-    code, _, err = run_cli(capsys, monkeypatch, "simulate", config, "--init", tmp / "wild.npy", "--t-end", "1",
-                           "--dt", "0.01", "--output-interval", "0.1", "--out", tmp / "wild.h5")
+    code, _, err = run_cli(capsys, monkeypatch, "simulate", config, "--init", tmp / "wild.npy", "--t-end", "0.2",
+                           "--dt", "0.01", "--output-interval", "0.05", "--out", tmp / "wild.h5")
     assert code == EXIT_BLOW_UP
     assert err.count("\n") == 1 and "member 1 at step" in err and "member 0" not in err
     w, t, attrs = read(tmp / "wild.h5")
