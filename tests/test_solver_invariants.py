@@ -71,3 +71,14 @@ def test_smagorinsky_closures_remove_enstrophy() -> None:
         assert ((w * c).mean(dim=(-2, -1)) <= 0).all()
     w_hat = grid.to_spectral(w)
     assert (dynamic.coefficient(w_hat, resolved_fields(w_hat, grid)) >= 0).all()
+
+
+
+def test_implicit_solve_inverts_one_minus_step_times_implicit_terms() -> None:
+    from solvers.navier_stokes import VorticityEquation
+
+    grid = SpectralGrid(16, dtype=torch.float64)
+    eq = VorticityEquation(grid, viscosity=1e-2, drag=0.1)
+    u = grid.to_spectral(band_limited_field(grid))
+    y = eq.implicit_solve(u, 0.05)
+    torch.testing.assert_close(y - 0.05 * eq.implicit_terms(y), u, rtol=1e-12, atol=1e-12)
