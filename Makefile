@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow quickstart bench data-small clean
+.PHONY: install test test-slow quickstart study-small bench bench-all data-small clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,27 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow --timeout=3600
 
+# A fresh timestamped folder each time: a run directory is never overwritten.
 quickstart: $(STAMP)
+	$(BIN)/closure quickstart --members 128 --out runs/quickstart-$$(date +%Y%m%d-%H%M%S)
+
+# The README's results table (a-posteriori comparison of every closure, small preset).
+study-small: $(STAMP)
+	$(BIN)/closure study configs/small.toml --data checkpoints/small/reference.h5 --members 32 --duration 2 --out runs/study-small-$$(date +%Y%m%d-%H%M%S)
+
+# Regenerate the small DNS dataset (data/small.h5) the shipped models were trained on.
+data-small: $(STAMP)
 	$(BIN)/closure data generate configs/small.toml
 
+# Performance targets: benchmarks/results.json and results.md.
 bench: $(STAMP)
+	$(BIN)/python benchmarks/targets.py
+
+# The component benchmarks behind the README's tables.
+bench-all: bench
 	$(BIN)/python benchmarks/solver.py
+	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/ensemble.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
