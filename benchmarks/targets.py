@@ -1,0 +1,238 @@
+"""Performance targets of the product, each a ratio measured side by side in this one run.
+
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 5-10 minutes on a
+2-core CPU. Writes ``benchmarks/results.json`` (``targets``: name, measured, target, pass, plus
+the accuracy figures) and ``benchmarks/results.md`` (one Markdown table with the machine).
+
+The common ensemble: the small preset (32^2 missing-physics coarse model, dt 2e-3, closure every
+5 steps), ``--members`` members started from the shipped reference (filtered-DNS test
+trajectories, ``checkpoints/small/reference.h5``), integrated for ``--duration`` time units,
+in-process, one batch. Each closure is the committed small checkpoint at its default sampler.
+Accuracy is the relative error of the ensemble mean against the reference at the final output
+time (mean over the reference trajectories), from the run's own Parquet statistics.
+
+Targets (issue "Performance"):
+1. joint L-CDM rollout >= 10x faster than P-CDM, error <= 1.2x P-CDM's;
+2. latent flow matching >= 50x faster than P-CDM, same accuracy condition;
+3. closure-corrected ensemble <= 5x the wall time of the same ensemble without closure;
+4. closure-corrected ensemble >= 10x cheaper than DNS of the same members over the same span,
+   energy spectra within 10 % of filtered DNS up to half the coarse Nyquist wavenumber;
+5. coarse step at 64^2, 64 members, <= 1.5x the time of its FFTs;
+6. the same ensemble on 1 Ray actor <= 1.2x the in-process wall time (2-actor speed-up beside).
+   Ray itself is started once before these runs (as a cluster joined with ``--address`` would
+   be); the actors' start-up is inside the measured wall time and reported beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+# Run as a script, this folder would come first on sys.path and shadow the `ensemble` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import torch  # noqa: E402
+
+from ensemble.config import load_config  # noqa: E402
+from ensemble.parquet_sink import read_table  # noqa: E402
+from ensemble.run import launch  # noqa: E402
+from solvers.dataset import read_dataset  # noqa: E402
+from solvers.diagnostics import energy_spectrum  # noqa: E402
+from solvers.factory import build_simulation  # noqa: E402
+from solvers.filters import subsample  # noqa: E402
+from solvers.grid import SpectralGrid  # noqa: E402
+from solvers.initial import gaussian_random_field  # noqa: E402
+from solvers.random import MemberRandom, member_seeds  # noqa: E402
+
+CONFIG = ROOT / "configs" / "small.toml"
+REFERENCE = ROOT / "checkpoints" / "small" / "reference.h5"
+CHECKPOINTS = ROOT / "checkpoints" / "small"
+
+
+def load_solver_benchmark():
+    spec = importlib.util.spec_from_file_location("bench_solver", ROOT / "benchmarks" / "solver.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_ensemble(workdir: Path, label: str, closure: str, args, **extra: Any) -> dict[str, Any]:
+    """Launch one ensemble; return wall time, final-time error and final mean spectrum."""
+    out = workdir / label
+    shutil.rmtree(out, ignore_errors=True)
+    overrides = {
+        "ensemble.data": str(REFERENCE),
+        "ensemble.closure": closure,
+        "ensemble.members": args.members,
+        "ensemble.chunk_size": extra.pop("chunk_size", args.members),
+        "ensemble.duration": args.duration,
+        "ensemble.output_interval": 0.1,  # the reference snapshot interval
+        "ensemble.seed": 0,
+        **{f"ensemble.{k}": v for k, v in extra.items() if k != "in_process"},
+    }
+    start = time.perf_counter()
+    summary = launch(CONFIG, out, overrides, in_process=extra.get("in_process", True))
+    wall = time.perf_counter() - start
+    stats = read_table(out, "stats").to_pandas()
+    final = stats[stats["final"] & np.isclose(stats["time"], stats["time"].max())]
+    result = {
+        "label": label,
+        "closure": closure,
+        "wall_s": wall,
+        "startup_s": summary.startup_s,
+        "rel_error": float(final["rel_error_mean"].mean()),
+        "spectrum": np.mean(np.stack(final["spectrum_mean"].to_numpy()), axis=0).tolist(),
+        "final_time": float(final["time"].iloc[0]),
+    }
+    print(f"  {label:28s} wall {wall:8.2f} s   final rel. error of the mean {result['rel_error']:.3f}", flush=True)
+    return result
+
+
+def reference_spectrum(final_time: float) -> np.ndarray:
+    """Mean energy spectrum of the reference trajectories at ``final_time``, ``[n//2+1]``."""
+    data = read_dataset(REFERENCE, split="test")
+    index = int(np.argmin(np.abs(data.time - final_time)))
+    grid = SpectralGrid(data.vorticity.shape[-1], dtype=torch.float64)
+    fields = torch.from_numpy(data.vorticity[:, index].astype(np.float64))
+    return energy_spectrum(fields, grid).mean(0).numpy()
+
+
+def time_dns(args) -> float:
+    """Wall time of the DNS (n_fine, full equations with noise) of the same members and span."""
+    cfg = load_config(CONFIG)
+    sim = build_simulation(cfg.physics, cfg.solver, cfg.data.n_fine, model="full", device="cpu")
+    seeds = member_seeds(0, range(args.members))
+    w0 = gaussian_random_field(sim.equation.grid, MemberRandom(seeds))
+    steps = round(args.duration / cfg.solver.dt)
+    start = time.perf_counter()
+    for snapshot in sim.run(w0, seeds, steps, steps):
+        subsample(snapshot.vorticity, cfg.data.n_coarse)
+    wall = time.perf_counter() - start
+    print(f"  {'DNS ' + str(cfg.data.n_fine) + '^2':28s} wall {wall:8.2f} s", flush=True)
+    return wall
+
+
+def target(name: str, measured: float, goal: float, higher_is_better: bool, **accuracy: Any) -> dict[str, Any]:
+    passed = measured >= goal if higher_is_better else measured <= goal
+    return {"name": name, "measured": round(measured, 3), "target": goal,
+            "direction": ">=" if higher_is_better else "<=", "pass": bool(passed), **accuracy}
+
+
+def accuracy_ok(run: dict, baseline: dict, factor: float = 1.2) -> bool:
+    return run["rel_error"] <= factor * baseline["rel_error"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=16)
+    parser.add_argument("--duration", type=float, default=0.5, help="simulated time units")
+    parser.add_argument("--ray-members", type=int, default=256, help="members of the Ray-overhead run")
+    args = parser.parse_args()
+    missing = [m for m in ("pcdm", "joint-lcdm", "flow") if not (CHECKPOINTS / f"{m}.safetensors").is_file()]
+    if missing or not REFERENCE.is_file():
+        sys.exit(f"error: missing checkpoints {missing} or reference {REFERENCE}")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-targets-"))
+    cfg = load_config(CONFIG)
+    n = cfg.data.n_coarse
+    print(f"ensemble: {args.members} members x {round(args.duration / cfg.solver.dt)} steps at {n}^2", flush=True)
+    runs = {
+        label: run_ensemble(workdir, label, closure, args)
+        for label, closure in [
+            ("none", "none"),
+            ("pcdm", str(CHECKPOINTS / "pcdm.safetensors")),
+            ("joint-lcdm", str(CHECKPOINTS / "joint-lcdm.safetensors")),
+            ("flow", str(CHECKPOINTS / "flow.safetensors")),
+        ]
+    }
+    dns_wall = time_dns(args)
+    ref_spec = reference_spectrum(runs["flow"]["final_time"])
+    k_half = n // 4  # half the coarse Nyquist wavenumber n/2
+
+    def spectrum_error(run: dict) -> float:
+        spec = np.asarray(run["spectrum"])
+        return float(np.max(np.abs(spec[1 : k_half + 1] / ref_spec[1 : k_half + 1] - 1)))
+
+    bench_solver = load_solver_benchmark()
+    solver = bench_solver.measure(64, 64, "cpu", repeats=7, budget=6.0)
+    print(f"  solver 64^2 x 64: step {solver['step_s'] * 1e3:.2f} ms, FFTs {solver['fft_s'] * 1e3:.2f} ms", flush=True)
+
+    import ray
+
+    ray.init(num_cpus=torch.get_num_threads(), include_dashboard=False, logging_level="ERROR")
+    ray_args = argparse.Namespace(**{**vars(args), "members": args.ray_members, "duration": 2.0})
+    ray_runs = {
+        "in-process": run_ensemble(workdir, "ray-in-process", "none", ray_args, chunk_size=16, in_process=True),
+        "1 actor": run_ensemble(workdir, "ray-1-actor", "none", ray_args, chunk_size=16, actors=1, in_process=False),
+        "2 actors": run_ensemble(workdir, "ray-2-actors", "none", ray_args, chunk_size=16, actors=2, in_process=False),
+    }
+    ray.shutdown()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+    pcdm, joint, flow, bare = runs["pcdm"], runs["joint-lcdm"], runs["flow"], runs["none"]
+    errors = {f"rel_error_{k.replace('-', '_')}": round(v["rel_error"], 4) for k, v in runs.items()}
+    targets = [
+        target("1. joint L-CDM rollout speed-up over P-CDM", pcdm["wall_s"] / joint["wall_s"], 10, True,
+               accuracy_ok=accuracy_ok(joint, pcdm), **errors),
+        target("2. latent flow matching rollout speed-up over P-CDM", pcdm["wall_s"] / flow["wall_s"], 50, True,
+               accuracy_ok=accuracy_ok(flow, pcdm), **errors),
+        target("3a. closure overhead, joint L-CDM / no closure", joint["wall_s"] / bare["wall_s"], 5, False),
+        target("3b. closure overhead, flow matching / no closure", flow["wall_s"] / bare["wall_s"], 5, False),
+        target("4a. DNS / joint L-CDM ensemble wall time", dns_wall / joint["wall_s"], 10, True,
+               spectrum_max_rel_error=round(spectrum_error(joint), 3), spectrum_ok=spectrum_error(joint) <= 0.1),
+        target("4b. DNS / flow-matching ensemble wall time", dns_wall / flow["wall_s"], 10, True,
+               spectrum_max_rel_error=round(spectrum_error(flow), 3), spectrum_ok=spectrum_error(flow) <= 0.1),
+        target("5. coarse step / FFT time, 64^2 x 64 members", solver["step_s"] / solver["fft_s"], 1.5, False),
+        target("6. Ray 1 actor / in-process wall time", ray_runs["1 actor"]["wall_s"] / ray_runs["in-process"]["wall_s"],
+               1.2, False, two_actor_speedup=round(ray_runs["1 actor"]["wall_s"] / ray_runs["2 actors"]["wall_s"], 3),
+               startup_s_1_actor=round(ray_runs["1 actor"]["startup_s"], 2)),
+    ]
+    for t in targets[:2]:
+        t["pass"] = bool(t["pass"] and t["accuracy_ok"])
+    for t in targets[4:6]:
+        t["pass"] = bool(t["pass"] and t["spectrum_ok"])
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+               "torch": torch.__version__, "python": platform.python_version(),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results = {"machine": machine, "settings": vars(args), "targets": targets,
+               "walls_s": {k: round(v["wall_s"], 3) for k, v in {**runs, **ray_runs}.items()},
+               "dns_wall_s": round(dns_wall, 3), "solver_64x64": solver}
+    (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (ROOT / "benchmarks" / "results.md").write_text(markdown(results))
+    print(markdown(results))
+
+
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        "# Performance targets (`make bench`)",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} torch threads, torch {m['torch']}, Python {m['python']}; {m['date']}.",
+        f"Ensemble: {results['settings']['members']} members, {results['settings']['duration']} time units, "
+        "small preset, in-process; errors are the final-time relative error of the ensemble mean.",
+        "",
+        "| target | measured | goal | pass | accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for t in results["targets"]:
+        extra = {k: v for k, v in t.items() if k not in ("name", "measured", "target", "direction", "pass")}
+        acc = ", ".join(f"{k} {v}" for k, v in extra.items())
+        lines.append(f"| {t['name']} | {t['measured']} | {t['direction']} {t['target']} | "
+                     f"{'pass' if t['pass'] else 'FAIL'} | {acc} |")
+    walls = ", ".join(f"{k} {v} s" for k, v in results["walls_s"].items())
+    lines += ["", f"Wall times: {walls}; DNS {results['dns_wall_s']} s.", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
