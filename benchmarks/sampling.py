@@ -17,7 +17,9 @@ ensemble over the bare one. With ``--paper-grid`` the same timing is done at 64^
 networks of the paper's size (no errors).
 
 Writes ``benchmarks/sampling.md`` and ``benchmarks/sampling.json``.
-Run: ``.venv/bin/python benchmarks/sampling.py`` (about 3-6 minutes on 2 cores).
+Run: ``.venv/bin/python benchmarks/sampling.py`` (about 5-8 minutes on 2 cores). On a machine
+shared with other jobs, ``OMP_NUM_THREADS=1`` gives stable timings (two threads competing with
+other processes were measured up to 100x slower on the small solver steps).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def random_vorticity(n: int, members: int) -> torch.Tensor:
 
 
 def describe(method: str, options: dict) -> str:
-    if method == "flow":
+    if method.startswith("flow"):
         return f"Euler x{options['flow_steps']}"
     return f"{options['sampler']} x{options['steps']}, t_max {options.get('t_max', 0.4)}"
 
@@ -137,6 +139,8 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints/small")
     parser.add_argument("--data", type=Path, default=ROOT / "data/small.h5")
     parser.add_argument("--paper-grid", action="store_true", help="also time untrained paper-size nets at 64^2")
+    parser.add_argument("--extra", type=Path, action="append", default=[],
+                        help="further checkpoints to time and evaluate with their default sampler")
     args = parser.parse_args()
     tune_allocator()  # what load_closure does; applied here so untrained closures get it too
 
@@ -149,12 +153,16 @@ def main() -> None:
     else:
         w = random_vorticity(n, args.members)
     rows = []
-    steps_time = solver_seconds(config, w, config.coupling.closure_every, args.repeats)
-    bare_rollout = solver_seconds(config, w, ROLLOUT_STEPS, args.repeats)
-    for method, options in VARIANTS:
-        path = args.checkpoints / f"{method}.safetensors"
+    steps_time = solver_seconds(config, w, config.coupling.closure_every, 4 * args.repeats)
+    bare_rollout = solver_seconds(config, w, ROLLOUT_STEPS, 4 * args.repeats)
+    runs = [(method, options, args.checkpoints / f"{method}.safetensors") for method, options in VARIANTS]
+    runs += [(None, {}, path) for path in args.extra]
+    for method, options, path in runs:
         trained = path.is_file()
         closure = load_closure(path, **options) if trained else untrained_closure(method, config.model, n, options)
+        if method is None:
+            method = f"{closure.method} ({path})"
+            options = closure.options.to_dict()
         seconds = median_seconds(sample_timer(closure, w), args.repeats)
         coupled = solver_seconds(config, w, ROLLOUT_STEPS, max(1, args.repeats // 2), closure)
         row = {"grid": n, "method": method, "sampler": describe(method, options), "trained": trained,
@@ -208,8 +216,7 @@ def write(rows: list[dict], steps_per_100: float, every: int, args) -> None:
         "ensemble ratio = (5 solver steps + 1 closure sample) / (5 solver steps): the wall-time factor of a",
         "closure-corrected 32^2 ensemble over the bare one (target <= 5), from the component timings;",
         f"rollout ratio: the same factor measured on a {ROLLOUT_STEPS}-step coupled run (HeldClosure, every 5 steps).",
-        f"Errors: {args.eval_members} samples for",
-        f"each of {args.eval_samples} test pairs of {args.data.name}.",
+        f"Errors: {args.eval_members} samples for each of {args.eval_samples} test pairs of {args.data.name}.",
     ]
     text = "\n".join(lines) + "\n"
     (HERE / "sampling.md").write_text(text)
