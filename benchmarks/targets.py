@@ -109,9 +109,13 @@ def reference_spectrum(final_time: float) -> np.ndarray:
 
 
 def time_dns(args) -> float:
-    """Wall time of the DNS (n_fine, full equations with noise) of the same members and span."""
+    """Wall time of the DNS (n_fine, full equations) of the same members and span.
+
+    Without the stochastic forcing: its per-member random streams cost ~3x a deterministic
+    step here (benchmarks/solver.md), so a deterministic DNS is the fair, lower-bound cost.
+    """
     cfg = load_config(CONFIG)
-    sim = build_simulation(cfg.physics, cfg.solver, cfg.data.n_fine, model="full", device="cpu")
+    sim = build_simulation(cfg.physics, cfg.solver, cfg.data.n_fine, model="full", noise=False, device="cpu")
     seeds = member_seeds(0, range(args.members))
     w0 = gaussian_random_field(sim.equation.grid, MemberRandom(seeds))
     steps = round(args.duration / cfg.solver.dt)
