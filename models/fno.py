@@ -33,23 +33,36 @@ class SpectralConv2d(nn.Module):
             ``[B, out, nx, ny]``.
         modes: Fourier modes kept per direction (``k_x`` in ``[-modes, modes)`` clipped to
             the grid, ``k_y`` in ``[0, modes)``); higher modes are zeroed.
+        dft_max_points: grids with at most this many points use explicit DFT matrices
+            (two small matmuls each way) instead of ``rfft2``/``irfft2``: the same map, but
+            FFT calls on tiny grids (the 8^2 or 16^2 latents) are dominated by overhead.
 
     The weights ``R`` are complex ``[2, in, out, modes, modes]`` (block 0: ``k_x >= 0``,
     block 1: ``k_x < 0``), stored as a real tensor with a trailing dimension 2 so that the
     safetensors checkpoint holds only real arrays.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, modes: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, modes: int, dft_max_points: int = 256) -> None:
         super().__init__()
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
+        self.dft_max_points = dft_max_points
         scale = 1.0 / (in_channels * out_channels)
         self.weight = nn.Parameter(scale * torch.rand(2, in_channels, out_channels, modes, modes, 2))
+        self._bases: dict[tuple, tuple[torch.Tensor, ...]] = {}
+
+    def _kept(self, nx: int, ny: int) -> tuple[int, int]:
+        return min(self.modes, nx // 2), min(self.modes, ny // 2 + 1)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``[B, in, nx, ny]`` -> ``[B, out, nx, ny]``."""
         nx, ny = h.shape[-2:]
-        mx = min(self.modes, nx // 2)
-        my = min(self.modes, ny // 2 + 1)
+        if nx * ny <= self.dft_max_points:
+            return self._forward_dft(h)
+        return self._forward_fft(h)
+
+    def _forward_fft(self, h: torch.Tensor) -> torch.Tensor:
+        nx, ny = h.shape[-2:]
+        mx, my = self._kept(nx, ny)
         h_hat = torch.fft.rfft2(h)
         weight = torch.view_as_complex(self.weight)
         out_hat = torch.zeros(h.shape[0], self.out_channels, nx, ny // 2 + 1, dtype=h_hat.dtype, device=h.device)
@@ -58,6 +71,50 @@ class SpectralConv2d(nn.Module):
             "bixy,ioxy->boxy", h_hat[:, :, nx - mx :, :my], weight[1, :, :, :mx, :my]
         )
         return torch.fft.irfft2(out_hat, s=(nx, ny))
+
+    def _basis(self, nx: int, ny: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Real DFT matrices for the kept modes ``K = 2 mx * my``.
+
+        Forward ``[nx ny, 2K]``: ``[cos, -sin]`` of ``2 pi k.x`` (real and imaginary parts of the
+        coefficients). Inverse ``[2K, nx ny]``: ``[cos; -sin] c_ky / (nx ny)`` with ``c = 1`` for
+        ``k_y = 0`` or Nyquist and 2 otherwise, i.e. ``Re(sum_k c_ky X_k exp(2 pi i k.x))``: the
+        real inverse of a half spectrum, as ``irfft2`` computes it.
+        """
+        key = (nx, ny, device, dtype)
+        if key not in self._bases:
+            mx, my = self._kept(nx, ny)
+            kx = torch.tensor(list(range(mx)) + list(range(nx - mx, nx)), dtype=torch.float64)
+            ky = torch.arange(my, dtype=torch.float64)
+            i = torch.arange(nx, dtype=torch.float64)
+            j = torch.arange(ny, dtype=torch.float64)
+            phase = 2 * math.pi * (
+                (kx[:, None, None, None] * i[None, None, :, None]) / nx + (ky[None, :, None, None] * j[None, None, None, :]) / ny
+            ).reshape(len(kx) * my, nx * ny)  # [K, N]
+            nyquist_or_mean = (ky == 0) | (2 * ky == ny)
+            weight_y = (2.0 - nyquist_or_mean.double()).repeat(len(kx))[:, None] / (nx * ny)
+            forward = torch.cat([torch.cos(phase), -torch.sin(phase)], dim=0).T  # [N, 2K]
+            inverse = torch.cat([weight_y * torch.cos(phase), -weight_y * torch.sin(phase)], dim=0)  # [2K, N]
+            self._bases[key] = (forward.to(device=device, dtype=dtype).contiguous(), inverse.to(device=device, dtype=dtype).contiguous())
+        return self._bases[key]
+
+    def _mixing_matrix(self, mx: int, my: int) -> torch.Tensor:
+        """Per-mode channel mixing as real matrices ``[K, 2 in, 2 out]``: ``[[Re R, Im R], [-Im R, Re R]]``,
+        so that ``[a, b] @ M = [Re((a + ib) R), Im((a + ib) R)]``."""
+        kept = torch.cat([self.weight[0, :, :, :mx, :my], self.weight[1, :, :, :mx, :my]], dim=2)  # [in, out, 2mx, my, 2]
+        kept = kept.reshape(self.in_channels, self.out_channels, -1, 2).permute(2, 0, 1, 3)  # [K, in, out, 2]
+        re, im = kept[..., 0], kept[..., 1]
+        return torch.cat([torch.cat([re, im], dim=2), torch.cat([-im, re], dim=2)], dim=1)
+
+    def _forward_dft(self, h: torch.Tensor) -> torch.Tensor:
+        b, cin, nx, ny = h.shape
+        mx, my = self._kept(nx, ny)
+        forward, inverse = self._basis(nx, ny, h.device, h.dtype)
+        k = 2 * mx * my
+        coef = (h.reshape(b * cin, nx * ny) @ forward).reshape(b, cin, 2, k)  # re/im of each mode
+        coef = coef.permute(3, 0, 2, 1).reshape(k, b, 2 * cin)  # [K, B, (re, im) x in]
+        mixed = torch.bmm(coef, self._mixing_matrix(mx, my))  # [K, B, 2 out]
+        mixed = mixed.reshape(k, b, 2, self.out_channels).permute(1, 3, 2, 0).reshape(b * self.out_channels, 2 * k)
+        return (mixed @ inverse).reshape(b, self.out_channels, nx, ny)
 
 
 class GaussianFourierEmbedding(nn.Module):
