@@ -170,7 +170,7 @@ class SolverWorker:
         start = clock.perf_counter()
         sim = build_simulation(
             cfg.physics, cfg.solver, spec.n, model=spec.model, closure=self.closure,
-            coupling=cfg.coupling, noise=True, device=self.device,
+            coupling=cfg.coupling, noise=True, device=self.device, filter_width=cfg.data.filter_width,
         )
         buffers = _Buffers.allocate(len(chunk.members), spec.times, spec.n)
         self.progress = {"chunk": chunk.id, "step": 0, "steps": spec.n_steps, "members": len(chunk.members)}

@@ -36,19 +36,21 @@ class ClosureSource:
         name: ``none``, ``smagorinsky``, ``dynamic-smagorinsky`` or ``checkpoint``.
         path: the checkpoint path (``checkpoint`` only).
         payload: the loaded closure object, or a Ray ``ObjectRef`` to it (``checkpoint`` only).
+        filter_width: LES filter width of the Smagorinsky closures (None: ``2 / n``).
     """
 
     name: str
     path: str | None = None
     payload: Any = None
+    filter_width: float | None = None
 
 
-def resolve_closure(spec: str, n: int, problem: str) -> ClosureSource:
+def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None = None) -> ClosureSource:
     """Validate a ``--closure`` value for an ``n x n`` run; load a checkpoint once (on CPU)."""
     if spec in CLASSICAL:
         if spec != "none" and problem == "missing_physics":
             logger.warning("%s models only the subgrid term; the missing-physics problem needs advection too", spec)
-        return ClosureSource(spec)
+        return ClosureSource(spec, filter_width=filter_width)
     path = Path(spec)
     if not path.is_file():
         raise UserError(f"--closure: {spec!r} is neither {', '.join(CLASSICAL)} nor an existing checkpoint file")
@@ -79,9 +81,9 @@ def build_closure(source: ClosureSource, grid: SpectralGrid, device: torch.devic
     if source.name == "none":
         return NoClosure()
     if source.name == "smagorinsky":
-        return Smagorinsky(grid)
+        return Smagorinsky(grid, width=source.filter_width)
     if source.name == "dynamic-smagorinsky":
-        return DynamicSmagorinsky(grid)
+        return DynamicSmagorinsky(grid, width=source.filter_width)
     payload = source.payload
     if payload is None:
         raise ValueError(f"closure {source.path!r} was not loaded by the driver")

@@ -510,7 +510,7 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
     inputs = prepare_inputs(cfg, times_fn)
     if not steps_holder:
         times_fn(inputs.t0)
-    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model)
+    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width)
     times = output_times(inputs.t0, steps_holder["n_steps"], steps_holder["every"], cfg.solver.dt)
     plan = {
         "n": inputs.n, "model": inputs.model, "t0": inputs.t0, "t_end": steps_holder["t_end"],
@@ -545,7 +545,7 @@ def resume(out: str | Path, *, address: str | None = None, in_process: bool = Fa
     cfg = validate_config(raw, str(out / "manifest.json"))
     times = np.asarray(manifest.plan["times"])
     inputs = prepare_inputs(cfg, lambda t0: times)
-    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model)
+    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width)
     for record in manifest.chunks:
         if record.status == "failed":
             record.status = "pending"

@@ -179,3 +179,20 @@ def test_bad_input_is_one_line_exit_2_naming_the_problem_and_out_is_untouched(se
     assert code == 2 and "--t-end" in err
     assert out.read_bytes() == b"previous result"
     assert not any(p.name.endswith(".partial") for p in tmp.iterdir())
+
+
+def test_learned_checkpoint_drives_the_missing_physics_model_and_a_wrong_grid_is_refused(setup, capsys, monkeypatch):
+    from pathlib import Path
+
+    config, tmp = setup
+    checkpoint = Path(__file__).resolve().parent.parent / "checkpoints" / "small" / "flow.safetensors"
+    np.save(tmp / "coarse.npy", np.random.default_rng(1).standard_normal((2, 32, 32)) * 0.3)
+    code, _, err = simulate(capsys, monkeypatch, config, tmp / "coarse.npy", tmp / "learned.h5",
+                            "--physics", "missing", "--closure", checkpoint)
+    assert code == 0, err
+    w, _, attrs = read(tmp / "learned.h5")
+    assert np.isfinite(w).all() and attrs["physics"] == "missing_physics"
+    code, _, err = simulate(capsys, monkeypatch, config, tmp / "three.npy", tmp / "wrong.h5",
+                            "--physics", "missing", "--closure", checkpoint)
+    assert code == 2 and "32x32" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp / "wrong.h5").exists()

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import typer
 
+from ensemble.closures import build_closure, resolve_closure
 from ensemble.config import ProjectConfig, load_config
 from solvers.closure import Closure
 from solvers.config import steps_in
@@ -45,7 +46,6 @@ from solvers.grid import SpectralGrid
 from solvers.initial import load_field
 from solvers.random import member_seeds
 from solvers.simulation import BlowUp
-from solvers.smagorinsky import DynamicSmagorinsky, Smagorinsky
 
 logger = logging.getLogger(__name__)
 
@@ -65,17 +65,19 @@ class SimulationResult:
     blow_ups: list[BlowUp] = field(default_factory=list)
 
 
-def make_closure(name: str, grid: SpectralGrid, config: ProjectConfig) -> Closure | None:
-    """The closure named on the command line for ``grid`` (None for ``none``)."""
+def make_closure(name: str, grid: SpectralGrid, config: ProjectConfig, physics: str) -> Closure | None:
+    """The closure named on the command line for ``grid`` (None for ``none``).
+
+    Classical closures are LES eddy viscosities (``--physics full``); a learned checkpoint must
+    have been trained for the run's problem (``missing`` -> missing physics, ``full`` -> LES).
+    """
     if name == "none":
         return None
-    if name == "smagorinsky":
-        return Smagorinsky(grid, width=config.data.filter_width)
-    if name == "dynamic-smagorinsky":
-        return DynamicSmagorinsky(grid, width=config.data.filter_width)
-    if Path(name).exists():
-        raise UserError(f"--closure: {name}: learned checkpoints are not supported by simulate yet")
-    raise UserError(f"--closure: unknown closure {name!r}; expected one of {', '.join(CLOSURES)}")
+    problem = "missing_physics" if physics == "missing" else "les"
+    if name in CLOSURES and physics == "missing":
+        raise UserError(f"--closure {name} is an LES eddy viscosity; use it with --physics full")
+    source = resolve_closure(name, grid.n, problem, config.data.filter_width)
+    return build_closure(source, grid, grid.device)
 
 
 def output_steps(t_end: float, dt: float, interval: float | None, default_interval: float) -> tuple[int, int]:
@@ -131,13 +133,12 @@ def simulate_to_file(
     n_steps, every = output_steps(t_end, dt, output_interval, config.data.snapshot_interval)
     model = PHYSICS[physics]
     grid = SpectralGrid(n, device=config.solver.torch_device(), dtype=config.solver.torch_dtype)
-    closure_fn = make_closure(closure, grid, config)
-    if closure_fn is not None:
-        if model == "missing_physics":
-            raise UserError(f"--closure {closure} is an LES eddy viscosity; use it with --physics full")
+    closure_fn = make_closure(closure, grid, config, physics)
+    if closure_fn is not None and model == "full":
         model = "les"
     sim = build_simulation(config.physics, config.solver, n, model=model, closure=closure_fn,
-                           coupling=config.coupling, noise=noise, device=grid.device, dtype=grid.dtype)
+                           coupling=config.coupling, noise=noise, device=grid.device, dtype=grid.dtype,
+                           filter_width=config.data.filter_width)
     seed = config.data.seed if seed is None else int(seed)
     seeds = member_seeds(seed, range(members))
     noisy = sim.noise is not None
@@ -180,7 +181,10 @@ def simulate(
     t_end: float = typer.Option(..., "--t-end", help="Final time T (a multiple of dt)."),
     out: Path = typer.Option(..., "--out", help="Output HDF5 file (replaced only when the run ends)."),
     physics: str = typer.Option("full", "--physics", help="full (DNS at the field's resolution) or missing."),
-    closure: str = typer.Option("none", "--closure", help="none, smagorinsky or dynamic-smagorinsky."),
+    closure: str = typer.Option(
+        "none", "--closure",
+        help="none; smagorinsky or dynamic-smagorinsky (with --physics full); or a trained .safetensors checkpoint.",
+    ),
     noise: bool = typer.Option(True, "--noise/--no-noise", help="Stochastic (Q-Wiener) forcing."),
     output_interval: Optional[float] = typer.Option(None, "--output-interval", help="Time between stored fields."),
     dt: Optional[float] = typer.Option(None, "--dt", help="Override [solver].dt."),
