@@ -23,6 +23,10 @@ Targets (issue "Performance"):
    energy spectra within 10 % of filtered DNS up to half the coarse Nyquist wavenumber;
 5. coarse step at 64^2, 64 members, <= 1.5x the time of its FFTs;
 6. the same ensemble on 1 Ray actor <= 1.2x the in-process wall time (2-actor speed-up beside).
+
+Targets 3 and 4 are also measured with the closure refreshed every 25 steps instead of 5 (the
+held sample in between is the cheap update); its error relative to the paper's coupling is
+reported beside it.
    Ray itself is started once before these runs (as a cluster joined with ``--address`` would
    be); the actors' start-up is inside the measured wall time and reported beside it.
 """
@@ -62,6 +66,7 @@ from solvers.random import MemberRandom, member_seeds  # noqa: E402
 CONFIG = ROOT / "configs" / "small.toml"
 REFERENCE = ROOT / "checkpoints" / "small" / "reference.h5"
 CHECKPOINTS = ROOT / "checkpoints" / "small"
+SPARSE_EVERY = 25  # closure refreshed every 25 steps instead of 5 (held in between)
 
 
 def load_solver_benchmark():
@@ -71,7 +76,8 @@ def load_solver_benchmark():
     return module
 
 
-def run_ensemble(workdir: Path, label: str, closure: str, args, **extra: Any) -> dict[str, Any]:
+def run_ensemble(workdir: Path, label: str, closure: str, args, closure_every: int | None = None,
+                 **extra: Any) -> dict[str, Any]:
     """Launch one ensemble; return wall time, final-time error and final mean spectrum."""
     out = workdir / label
     shutil.rmtree(out, ignore_errors=True)
@@ -84,6 +90,7 @@ def run_ensemble(workdir: Path, label: str, closure: str, args, **extra: Any) ->
         "ensemble.output_interval": 0.1,  # the reference snapshot interval
         "ensemble.seed": 0,
         **{f"ensemble.{k}": v for k, v in extra.items() if k != "in_process"},
+        "coupling.closure_every": closure_every,
     }
     start = time.perf_counter()
     summary = launch(CONFIG, out, overrides, in_process=extra.get("in_process", True))
@@ -147,7 +154,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=32)
     parser.add_argument("--duration", type=float, default=0.5, help="simulated time units")
-    parser.add_argument("--ray-members", type=int, default=256, help="members of the Ray-overhead run")
+    parser.add_argument("--ray-members", type=int, default=1024, help="members of the Ray-overhead run")
     args = parser.parse_args()
     missing = [m for m in ("pcdm", "joint-lcdm", "flow") if not (CHECKPOINTS / f"{m}.safetensors").is_file()]
     if missing or not REFERENCE.is_file():
@@ -165,6 +172,9 @@ def main() -> None:
             ("flow", str(CHECKPOINTS / "flow.safetensors")),
         ]
     }
+    for label in ("joint-lcdm", "flow"):
+        runs[f"{label}, every {SPARSE_EVERY}"] = run_ensemble(
+            workdir, f"{label}-every-{SPARSE_EVERY}", runs[label]["closure"], args, closure_every=SPARSE_EVERY)
     dns_wall = time_dns(args)
     ref_spec = reference_spectrum(runs["flow"]["final_time"])
     k_half = n // 4  # half the coarse Nyquist wavenumber n/2
@@ -203,15 +213,22 @@ def main() -> None:
                spectrum_max_rel_error=round(spectrum_error(joint), 3), spectrum_ok=spectrum_error(joint) <= 0.1),
         target("4b. DNS / flow-matching ensemble cost", dns_wall / cost["flow"], 10, True,
                spectrum_max_rel_error=round(spectrum_error(flow), 3), spectrum_ok=spectrum_error(flow) <= 0.1),
+        target(f"3c. closure overhead, joint L-CDM every {SPARSE_EVERY} steps / no closure",
+               cost[f"joint-lcdm, every {SPARSE_EVERY}"] / cost["none"], 5, False,
+               error_vs_every_5=round(runs[f"joint-lcdm, every {SPARSE_EVERY}"]["rel_error"] / joint["rel_error"], 3)),
+        target(f"3d. closure overhead, flow matching every {SPARSE_EVERY} steps / no closure",
+               cost[f"flow, every {SPARSE_EVERY}"] / cost["none"], 5, False,
+               error_vs_every_5=round(runs[f"flow, every {SPARSE_EVERY}"]["rel_error"] / flow["rel_error"], 3)),
+        target(f"4c. DNS / flow-matching every {SPARSE_EVERY} steps ensemble cost", dns_wall / cost[f"flow, every {SPARSE_EVERY}"],
+               10, True, spectrum_max_rel_error=round(spectrum_error(runs[f"flow, every {SPARSE_EVERY}"]), 3),
+               spectrum_ok=spectrum_error(runs[f"flow, every {SPARSE_EVERY}"]) <= 0.1),
         target("5. coarse step / FFT time, 64^2 x 64 members", solver["step_s"] / solver["fft_s"], 1.5, False),
         target("6. Ray 1 actor / in-process wall time", ray_runs["1 actor"]["wall_s"] / ray_runs["in-process"]["wall_s"],
                1.2, False, two_actor_speedup=round(ray_runs["1 actor"]["wall_s"] / ray_runs["2 actors"]["wall_s"], 3),
                startup_s_1_actor=round(ray_runs["1 actor"]["startup_s"], 2)),
     ]
-    for t in targets[:2]:
-        t["pass"] = bool(t["pass"] and t["accuracy_ok"])
-    for t in targets[4:6]:
-        t["pass"] = bool(t["pass"] and t["spectrum_ok"])
+    for t in targets:
+        t["pass"] = bool(t["pass"] and t.get("spectrum_ok", True) and t.get("accuracy_ok", True))
     machine = {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
                "torch": torch.__version__, "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}

@@ -32,6 +32,7 @@ import torch
 from ensemble.closures import ClosureSource, build_closure
 from ensemble.config import ProjectConfig
 from ensemble.statistics import GroupStatistics, MemberFields, Reference, StatisticsBins
+from models.allocator import tune_allocator
 from solvers.config import resolve_device
 from solvers.diagnostics import energy_spectrum
 from solvers.factory import build_simulation
@@ -158,6 +159,7 @@ class SolverWorker:
     def __init__(self, spec: WorkerSpec, closure_source: ClosureSource, closure: Any = None, name: str = "local") -> None:
         if spec.threads:
             torch.set_num_threads(int(spec.threads))
+        tune_allocator()  # keep freed FFT/network buffers: fewer page faults per step
         self.spec, self.name = spec, name
         self.device = resolve_device(spec.device)
         self.grid = SpectralGrid(spec.n, device=self.device, dtype=spec.config.solver.torch_dtype)
