@@ -115,9 +115,9 @@ class RemoteClosure:
 
     def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
         request = self.handle.sample.remote(
-            self.caller, vorticity.detach().cpu().numpy(), float(time), rng.seeds, rng.key, rng._calls
+            self.caller, vorticity.detach().cpu().numpy(), float(time), rng.seeds, rng.key, rng.calls
         )
-        rng._calls += 1  # the remote side consumed one draw index per call, like a local closure would
+        rng.skip()  # the draws were made remotely; HeldClosure gives every sample a fresh stream anyway
         return torch.from_numpy(np.array(ray.get(request))).to(vorticity.device, vorticity.dtype)
 
 
@@ -347,8 +347,7 @@ class ClosureActor:
     def _evaluate(self, requests: list[tuple], time: float, key: tuple, calls: int) -> list[np.ndarray]:
         vorticity = np.concatenate([r[1] for r in requests])
         seeds = [s for r in requests for s in r[3]]
-        rng = MemberRandom(seeds, key)
-        rng._calls = calls
+        rng = MemberRandom(seeds, key, calls)
         w = torch.from_numpy(vorticity).to(self.grid.device, self.grid.dtype)
         out = self.closure(w, time, rng).cpu().numpy().astype(vorticity.dtype, copy=False)
         self.sizes.append(len(seeds))

@@ -40,6 +40,8 @@ class MemberRandom:
         seeds: one integer per member (see :func:`member_seeds`).
         key: integers naming this use (e.g. ``(stream, step)``); successive draws from the
             same object add a call index, so a closure may draw several tensors per call.
+        calls: the call index of the next draw (to continue a stream elsewhere, e.g. in the
+            process of a shared closure).
 
     >>> r = MemberRandom([1, 2, 3], key=(0, 5))
     >>> a = r.randn(4)
@@ -48,10 +50,19 @@ class MemberRandom:
     True
     """
 
-    def __init__(self, seeds: Sequence[int], key: Sequence[int] = ()) -> None:
+    def __init__(self, seeds: Sequence[int], key: Sequence[int] = (), calls: int = 0) -> None:
         self.seeds = tuple(int(s) for s in seeds)
         self.key = tuple(int(k) for k in key)
-        self._calls = 0
+        self._calls = int(calls)
+
+    @property
+    def calls(self) -> int:
+        """Call index of the next draw."""
+        return self._calls
+
+    def skip(self, draws: int = 1) -> None:
+        """Advance past ``draws`` draws made elsewhere from the same streams."""
+        self._calls += int(draws)
 
     def __len__(self) -> int:
         return len(self.seeds)
