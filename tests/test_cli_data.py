@@ -8,7 +8,7 @@ import sys
 import h5py
 import numpy as np
 
-from ensemble.cli import main
+from cli_runner import run_cli
 from ensemble.config import load_config
 from solvers.dataset import dataset_fingerprint, generate_dataset, read_dataset
 
@@ -28,19 +28,6 @@ snapshot_interval = 0.002
 batch_size = 2
 path = "{path}"
 """
-
-
-def run_cli(capsys, monkeypatch, *args):
-    """``closure *args`` in-process through the console entry point: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["closure", *map(str, args)])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def write_config(tmp_path, extra: str = "", name: str = "tiny.toml"):

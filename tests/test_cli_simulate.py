@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from ensemble.cli import main
+from cli_runner import run_cli
 from ensemble.cli.simulate import EXIT_BLOW_UP
 from ensemble.config import load_config
 from solvers.factory import build_simulation
@@ -25,19 +24,6 @@ device = "cpu"
 snapshot_interval = 0.002
 seed = 3
 """
-
-
-def run_cli(capsys, monkeypatch, *args):
-    """``closure *args`` in-process through the console entry point: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["closure", *map(str, args)])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 @pytest.fixture
