@@ -152,7 +152,7 @@ def accuracy_ok(run: dict, baseline: dict, factor: float = 1.2) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=32)
+    parser.add_argument("--members", type=int, default=100, help="rollout members (the paper's 100)")
     parser.add_argument("--duration", type=float, default=0.5, help="simulated time units")
     parser.add_argument("--ray-members", type=int, default=1024, help="members of the Ray-overhead run")
     args = parser.parse_args()
