@@ -86,26 +86,29 @@ class DynamicSmagorinsky:
         self.test_kernel = gaussian_kernel_hat(grid, self.test_ratio * self.width)
 
     def coefficient(self, w_hat: torch.Tensor, fields: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Least-squares ``c = max(0, <L.M>/<M.M>)`` per member, ``[M, 1, 1]``."""
+        """Least-squares ``c = max(0, <L.M>/<M.M>)`` per member, ``[M, 1, 1]``.
+
+        Args:
+            w_hat: ``[M, n, n//2+1]`` resolved vorticity spectrum.
+            fields: :func:`resolved_fields` of ``w_hat``.
+        """
         g, kernel = self.grid, self.test_kernel
 
         def test_filter(a: torch.Tensor) -> torch.Tensor:
             return g.to_physical(kernel * g.to_spectral(a))
 
-        hat_fields = resolved_fields(kernel * w_hat, g)
-        w, w_test = g.to_physical(w_hat), hat_fields
-        w_hat_phys = g.to_physical(kernel * w_hat)
-        leonard = [
-            test_filter(fields["u"] * w) - w_test["u"] * w_hat_phys,
-            test_filter(fields["v"] * w) - w_test["v"] * w_hat_phys,
-        ]
+        w = g.to_physical(w_hat)
+        test = resolved_fields(kernel * w_hat, g)  # velocity, gradient, strain of hat(w)
+        w_test = g.to_physical(kernel * w_hat)
         delta2, alpha2 = self.width**2, self.test_ratio**2
-        model = [
-            delta2 * (test_filter(fields["strain"] * fields["w_x"]) - alpha2 * w_test["strain"] * w_test["w_x"]),
-            delta2 * (test_filter(fields["strain"] * fields["w_y"]) - alpha2 * w_test["strain"] * w_test["w_y"]),
-        ]
-        lm = (leonard[0] * model[0] + leonard[1] * model[1]).mean(dim=(-2, -1), keepdim=True)
-        mm = (model[0] ** 2 + model[1] ** 2).mean(dim=(-2, -1), keepdim=True)
+        lm = mm = 0.0
+        for velocity, gradient in (("u", "w_x"), ("v", "w_y")):
+            leonard = test_filter(fields[velocity] * w) - test[velocity] * w_test
+            model = delta2 * (
+                test_filter(fields["strain"] * fields[gradient]) - alpha2 * test["strain"] * test[gradient]
+            )
+            lm = lm + (leonard * model).mean(dim=(-2, -1), keepdim=True)
+            mm = mm + (model**2).mean(dim=(-2, -1), keepdim=True)
         return torch.clamp(lm / mm.clamp_min(torch.finfo(mm.dtype).tiny), min=0.0)
 
     def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:

@@ -82,3 +82,14 @@ def test_implicit_solve_inverts_one_minus_step_times_implicit_terms() -> None:
     u = grid.to_spectral(band_limited_field(grid))
     y = eq.implicit_solve(u, 0.05)
     torch.testing.assert_close(y - 0.05 * eq.implicit_terms(y), u, rtol=1e-12, atol=1e-12)
+
+
+def test_dynamic_coefficient_is_invariant_to_the_field_amplitude() -> None:
+    """``L`` and ``M`` are both quadratic in ``w``, so ``c`` must not change when ``w -> a w``."""
+    grid = SpectralGrid(32, dtype=torch.float64)
+    dynamic = DynamicSmagorinsky(grid)
+    w_hat = grid.to_spectral(band_limited_field(grid, members=2))
+    c = dynamic.coefficient(w_hat, resolved_fields(w_hat, grid))
+    c_scaled = dynamic.coefficient(7 * w_hat, resolved_fields(7 * w_hat, grid))
+    assert (c > 0).all()
+    torch.testing.assert_close(c_scaled, c, rtol=1e-10, atol=0)
