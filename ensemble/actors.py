@@ -22,7 +22,7 @@ import logging
 import os
 import time as clock
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from solvers.diagnostics import energy_spectrum
 from solvers.factory import build_simulation
 from solvers.grid import SpectralGrid
 from solvers.random import MemberRandom
+from solvers.simulation import BlowUp
 
 logger = logging.getLogger(__name__)
 
@@ -121,31 +122,6 @@ class RemoteClosure:
         return torch.from_numpy(np.array(ray.get(request))).to(vorticity.device, vorticity.dtype)
 
 
-@dataclass
-class _Buffers:
-    """Per-chunk output buffers, members x output times (NaN where a member is gone)."""
-
-    vorticity: np.ndarray
-    closure: np.ndarray
-    closure_valid: np.ndarray
-    energy: np.ndarray
-    enstrophy: np.ndarray
-    spectrum: np.ndarray
-    blowups: list[tuple[int, int, float]] = field(default_factory=list)
-
-    @classmethod
-    def allocate(cls, members: int, times: int, n: int) -> _Buffers:
-        nan = np.float32(np.nan)
-        return cls(
-            vorticity=np.full((members, times, n, n), nan, np.float32),
-            closure=np.zeros((members, times, n, n), np.float32),
-            closure_valid=np.zeros(times, bool),
-            energy=np.full((members, times), np.nan),
-            enstrophy=np.full((members, times), np.nan),
-            spectrum=np.full((members, times, n // 2 + 1), np.nan),
-        )
-
-
 class SolverWorker:
     """Runs chunks of members on one device (used in-process and inside :class:`SolverActor`).
 
@@ -174,20 +150,21 @@ class SolverWorker:
             cfg.physics, cfg.solver, spec.n, model=spec.model, closure=self.closure,
             coupling=cfg.coupling, noise=True, device=self.device, filter_width=cfg.data.filter_width,
         )
-        buffers = _Buffers.allocate(len(chunk.members), spec.times, spec.n)
+        buffers = MemberFields.empty(len(chunk.members), spec.times, spec.n)
+        lost: list[BlowUp] = []
         self.progress = {"chunk": chunk.id, "step": 0, "steps": spec.n_steps, "members": len(chunk.members)}
         for snap in sim.run(torch.from_numpy(np.array(w0)), list(chunk.seeds), spec.n_steps, spec.output_every, t0=spec.t0):
-            buffers.blowups += [(b.member, b.step, b.time) for b in snap.blow_ups]
+            lost += snap.blow_ups
             offset = snap.step
             if offset % spec.output_every == 0 and snap.members.numel() > 0:
                 self._record(buffers, offset // spec.output_every, snap)
             self.progress = {**self.progress, "step": snap.step, "time": snap.time}
-        result = self._result(chunk, buffers, reference)
+        result = self._result(chunk, buffers, lost, reference)
         result.member_steps = len(chunk.members) * spec.n_steps
         result.elapsed = clock.perf_counter() - start
         return result
 
-    def _record(self, buffers: _Buffers, j: int, snap: Any) -> None:
+    def _record(self, buffers: MemberFields, j: int, snap: Any) -> None:
         rows = snap.members.cpu().numpy()
         w = snap.vorticity
         spectrum = energy_spectrum(w, self.grid)
@@ -199,16 +176,12 @@ class SolverWorker:
             buffers.closure[rows, j] = snap.closure.cpu().numpy()
             buffers.closure_valid[j] = True
 
-    def _result(self, chunk: Chunk, b: _Buffers, reference: Reference | None) -> ChunkResult:
+    def _result(self, chunk: Chunk, b: MemberFields, lost: list[BlowUp], reference: Reference | None) -> ChunkResult:
         spec = self.spec
         k, t = b.energy.shape
-        lost = {row for row, _, _ in b.blowups}
-        survivors = np.array([row for row in range(k) if row not in lost], np.int64)
-        data = MemberFields(
-            vorticity=b.vorticity[survivors], closure=b.closure[survivors], closure_valid=b.closure_valid,
-            energy=b.energy[survivors], enstrophy=b.enstrophy[survivors], spectrum=b.spectrum[survivors],
-        )
-        stats = GroupStatistics.from_members(data, spec.bins, reference)
+        lost_rows = np.array([blow_up.member for blow_up in lost], np.int64)
+        survivors = np.setdiff1d(np.arange(k), lost_rows)
+        stats = GroupStatistics.from_members(b.select(survivors), spec.bins, reference)
         alive = np.isfinite(b.energy)  # [K, T]
         rel_error = np.full((k, t), np.nan)
         if reference is not None:
@@ -225,12 +198,11 @@ class SolverWorker:
             "time": spec.t0 + steps[col] * spec.config.solver.dt,
             "energy": b.energy[row, col], "enstrophy": b.enstrophy[row, col], "rel_error": rel_error[row, col],
         }
-        lost_rows = np.array([r for r, _, _ in b.blowups], np.int64)
         blowups = {
             "member": ids[lost_rows], "seed": seeds[lost_rows], "group": np.full(lost_rows.size, chunk.group, np.int32),
             "chunk": np.full(lost_rows.size, chunk.id, np.int32),
-            "step": np.array([s for _, s, _ in b.blowups], np.int64),
-            "time": np.array([tm for _, _, tm in b.blowups], np.float64),
+            "step": np.array([blow_up.step for blow_up in lost], np.int64),
+            "time": np.array([blow_up.time for blow_up in lost], np.float64),
         }
         fields_out = None
         if spec.snapshots:

@@ -101,6 +101,26 @@ class MemberFields:
     enstrophy: np.ndarray
     spectrum: np.ndarray
 
+    @classmethod
+    def empty(cls, members: int, times: int, n: int) -> MemberFields:
+        """Buffers to fill output by output: NaN where a member has no value (zero closure)."""
+        nan = np.float32(np.nan)
+        return cls(
+            vorticity=np.full((members, times, n, n), nan, np.float32),
+            closure=np.zeros((members, times, n, n), np.float32),
+            closure_valid=np.zeros(times, bool),
+            energy=np.full((members, times), np.nan),
+            enstrophy=np.full((members, times), np.nan),
+            spectrum=np.full((members, times, n // 2 + 1), np.nan),
+        )
+
+    def select(self, rows: np.ndarray) -> MemberFields:
+        """The fields of the members ``rows`` (``closure_valid`` is shared)."""
+        return MemberFields(
+            vorticity=self.vorticity[rows], closure=self.closure[rows], closure_valid=self.closure_valid,
+            energy=self.energy[rows], enstrophy=self.enstrophy[rows], spectrum=self.spectrum[rows],
+        )
+
 
 def _histogram_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     """Counts ``[T, bins + 2]`` of ``values [M, T, ...]`` per time (first = below, last = above)."""
