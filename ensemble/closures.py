@@ -1,6 +1,6 @@
 """Choose the ensemble's closure by name or checkpoint path, load it once, build it per device.
 
-Names: ``none`` (:class:`~solvers.closure.NoClosure`), ``smagorinsky``,
+Names: ``none`` (no closure term: the bare coarse model), ``smagorinsky``,
 ``dynamic-smagorinsky`` (:mod:`solvers.smagorinsky`); anything else is a checkpoint path
 loaded with :func:`models.closures.load_closure` (imported lazily, so the solver-only path
 does not need the models package). The driver calls :func:`resolve_closure` once: it checks
@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from solvers.closure import Closure, NoClosure
+from solvers.closure import Closure
 from solvers.errors import UserError
 from solvers.grid import SpectralGrid
 from solvers.smagorinsky import DynamicSmagorinsky, Smagorinsky
@@ -76,10 +76,10 @@ def check_grid(closure: Any, n: int, where: str) -> None:
         raise UserError(f"--closure: {where} was trained on a {size}x{size} grid but the run's grid is {n}x{n}")
 
 
-def build_closure(source: ClosureSource, grid: SpectralGrid, device: torch.device) -> Closure:
-    """The closure object for a worker on ``device`` (resolves an ObjectRef payload)."""
+def build_closure(source: ClosureSource, grid: SpectralGrid, device: torch.device) -> Closure | None:
+    """The closure object for a worker on ``device`` (resolves an ObjectRef payload); None for ``none``."""
     if source.name == "none":
-        return NoClosure()
+        return None
     if source.name == "smagorinsky":
         return Smagorinsky(grid, width=source.filter_width)
     if source.name == "dynamic-smagorinsky":

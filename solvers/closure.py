@@ -26,16 +26,6 @@ class Closure(Protocol):
     def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor: ...
 
 
-class NoClosure:
-    """``C = 0``: the bare coarse model."""
-
-    def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
-        return torch.zeros_like(vorticity)
-
-    def __repr__(self) -> str:
-        return "NoClosure()"
-
-
 class HeldClosure:
     """Sample the closure every ``every`` steps and hold it in between (the paper's coupling).
 
@@ -53,6 +43,13 @@ class HeldClosure:
             raise ValueError(f"closure_every must be >= 1, got {every}")
         self.closure, self.every, self.hold_noise_std = closure, int(every), float(hold_noise_std)
         self.held: torch.Tensor | None = None
+
+    def changes_at(self, step: int) -> bool:
+        """Whether the term of ``step`` differs from the previous step's (a fresh sample or hold noise).
+
+        On the other steps the solver keeps the transformed term it has and skips :meth:`term`.
+        """
+        return self.held is None or step % self.every == 0 or self.hold_noise_std > 0
 
     def term(self, step: int, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
         """Closure term for ``step`` (a fresh sample when ``step % every == 0``), ``[M, n, n]``.

@@ -119,7 +119,7 @@ class Simulation:
         for k in range(1, n_steps + 1):
             step = first_step + k - 1
             time = t0 + (k - 1) * self.dt
-            if self.closure is not None:
+            if self.closure is not None and self.closure.changes_at(step):
                 rng = MemberRandom(seed_list, key=(STREAM_CLOSURE, step))
                 closure_term = self.closure.term(step, grid.to_physical(w_hat), time, rng)
                 eq.closure_hat = grid.to_spectral(closure_term.to(grid.dtype))

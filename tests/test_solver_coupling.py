@@ -69,3 +69,18 @@ def test_blow_up_is_reported_with_member_and_step_and_others_continue() -> None:
     assert 1 <= lost[0].step <= 40
     assert snapshots[-1].members.tolist() == [0, 2]
     assert torch.isfinite(snapshots[-1].vorticity).all()
+
+
+def test_held_term_changes_only_at_samples_unless_hold_noise() -> None:
+    """The solver re-transforms the closure term only when :meth:`HeldClosure.changes_at` says so."""
+    w = torch.zeros(2, 8, 8, dtype=torch.float64)
+    held = HeldClosure(CountingClosure(), every=5)
+    changes = []
+    for step in range(11):
+        changes.append(held.changes_at(step))
+        if changes[-1]:
+            held.term(step, w, 0.0, MemberRandom([1, 2], key=(1, step)))
+    assert [s for s, c in enumerate(changes) if c] == [0, 5, 10]
+    noisy = HeldClosure(CountingClosure(), every=5, hold_noise_std=1e-3)
+    noisy.term(0, w, 0.0, MemberRandom([1, 2], key=(1, 0)))
+    assert all(noisy.changes_at(step) for step in range(1, 5))
