@@ -22,6 +22,7 @@ import logging
 import os
 import time as clock
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +77,11 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class Chunk:
-    """Members integrated together: ids, their seeds and their (shared) group."""
+    """Members integrated together: ids, each member's statistics group, and seeds."""
 
     id: int
-    group: int
     members: tuple[int, ...]
+    groups: tuple[int, ...]
     seeds: tuple[int, ...]
 
 
@@ -91,17 +92,16 @@ class ChunkResult:
     Attributes:
         members: columns of the ``members`` table (one row per member and output time alive).
         blowups: columns of the ``blowups`` table.
-        stats: mergeable statistics of the chunk's surviving members.
+        stats: mergeable statistics of the chunk's surviving members, one record per group.
         fields: with snapshots: ``vorticity``/``closure`` ``[K, T, n, n]`` (NaN after a
             blow-up), ``member`` ``[K]``, ``blown_up`` ``[K]``; else None.
         member_steps: members x steps integrated; elapsed: seconds.
     """
 
     chunk: int
-    group: int
     members: dict[str, np.ndarray]
     blowups: dict[str, np.ndarray]
-    stats: GroupStatistics
+    stats: dict[int, GroupStatistics]
     fields: dict[str, np.ndarray] | None
     member_steps: int
     elapsed: float
@@ -142,8 +142,11 @@ class SolverWorker:
         self.closure = closure if closure is not None else build_closure(closure_source, self.grid, self.device)
         self.progress: dict[str, Any] = {}
 
-    def run_chunk(self, chunk: Chunk, w0: np.ndarray, reference: Reference | None) -> ChunkResult:
-        """Integrate ``w0 [K, n, n]`` for the chunk's members; reduce to summaries and statistics."""
+    def run_chunk(self, chunk: Chunk, w0: np.ndarray, references: Sequence[Reference] | None) -> ChunkResult:
+        """Integrate ``w0 [K, n, n]`` for the chunk's members; reduce to summaries and per-group statistics.
+
+        ``references[g]`` is group ``g``'s reference (None: no reference).
+        """
         spec, cfg = self.spec, self.spec.config
         start = clock.perf_counter()
         sim = build_simulation(
@@ -159,7 +162,7 @@ class SolverWorker:
             if offset % spec.output_every == 0 and snap.members.numel() > 0:
                 self._record(buffers, offset // spec.output_every, snap)
             self.progress = {**self.progress, "step": snap.step, "time": snap.time}
-        result = self._result(chunk, buffers, lost, reference)
+        result = self._result(chunk, buffers, lost, references)
         result.member_steps = len(chunk.members) * spec.n_steps
         result.elapsed = clock.perf_counter() - start
         return result
@@ -176,30 +179,38 @@ class SolverWorker:
             buffers.closure[rows, j] = snap.closure.cpu().numpy()
             buffers.closure_valid[j] = True
 
-    def _result(self, chunk: Chunk, b: MemberFields, lost: list[BlowUp], reference: Reference | None) -> ChunkResult:
+    def _result(self, chunk: Chunk, b: MemberFields, lost: list[BlowUp],
+                references: Sequence[Reference] | None) -> ChunkResult:
         spec = self.spec
         k, t = b.energy.shape
         lost_rows = np.array([blow_up.member for blow_up in lost], np.int64)
+        groups = np.asarray(chunk.groups, np.int32)
         survivors = np.setdiff1d(np.arange(k), lost_rows)
-        stats = GroupStatistics.from_members(b.select(survivors), spec.bins, reference)
+        stats = {
+            int(g): GroupStatistics.from_members(b.select(survivors[groups[survivors] == g]), spec.bins,
+                                                 None if references is None else references[g])
+            for g in np.unique(groups)
+        }
         alive = np.isfinite(b.energy)  # [K, T]
         rel_error = np.full((k, t), np.nan)
-        if reference is not None:
-            diff = np.linalg.norm((b.vorticity - reference.vorticity[None]).reshape(k, t, -1), axis=-1)
-            norm = np.linalg.norm(reference.vorticity.reshape(t, -1), axis=-1)
+        if references is not None:
+            ref = np.stack([references[g].vorticity for g in groups])  # [K, T, n, n]
+            valid = np.stack([references[g].valid for g in groups])  # [K, T]
+            diff = np.linalg.norm((b.vorticity - ref).reshape(k, t, -1), axis=-1)
+            norm = np.linalg.norm(ref.reshape(k, t, -1), axis=-1)
             with np.errstate(invalid="ignore", divide="ignore"):
-                rel_error = np.where(reference.valid[None], diff / norm[None], np.nan)
+                rel_error = np.where(valid, diff / norm, np.nan)
         row, col = np.nonzero(alive)
         ids, seeds = np.asarray(chunk.members, np.int64), np.asarray(chunk.seeds, np.int64)
         steps = np.arange(t, dtype=np.int64) * spec.output_every
         members = {
-            "member": ids[row], "seed": seeds[row], "group": np.full(row.size, chunk.group, np.int32),
+            "member": ids[row], "seed": seeds[row], "group": groups[row],
             "chunk": np.full(row.size, chunk.id, np.int32), "step": steps[col],
             "time": spec.t0 + steps[col] * spec.config.solver.dt,
             "energy": b.energy[row, col], "enstrophy": b.enstrophy[row, col], "rel_error": rel_error[row, col],
         }
         blowups = {
-            "member": ids[lost_rows], "seed": seeds[lost_rows], "group": np.full(lost_rows.size, chunk.group, np.int32),
+            "member": ids[lost_rows], "seed": seeds[lost_rows], "group": groups[lost_rows],
             "chunk": np.full(lost_rows.size, chunk.id, np.int32),
             "step": np.array([blow_up.step for blow_up in lost], np.int64),
             "time": np.array([blow_up.time for blow_up in lost], np.float64),
@@ -210,7 +221,7 @@ class SolverWorker:
             blown[lost_rows] = True
             fields_out = {"vorticity": b.vorticity, "closure": b.closure, "member": ids, "blown_up": blown,
                           "closure_valid": b.closure_valid}
-        return ChunkResult(chunk.id, chunk.group, members, blowups, stats, fields_out, 0, 0.0, self.name)
+        return ChunkResult(chunk.id, members, blowups, stats, fields_out, 0, 0.0, self.name)
 
 
 @ray.remote(concurrency_groups={"control": 1, "compute": 1})
@@ -232,11 +243,11 @@ class SolverActor:
         self.speed = metrics.Gauge("ensemble_steps_per_second", "member-steps per second", tag_keys=tags)
 
     @ray.method(concurrency_group="compute")
-    def run_chunk(self, chunk: Chunk, w0: np.ndarray, reference: Reference | None) -> ChunkResult:
+    def run_chunk(self, chunk: Chunk, w0: np.ndarray, references: Sequence[Reference] | None) -> ChunkResult:
         if self.closure_actor is not None:
             ray.get(self.closure_actor.set_active.remote(self.name, True))
         try:
-            result = self.worker.run_chunk(chunk, w0, reference)
+            result = self.worker.run_chunk(chunk, w0, references)
         finally:
             if self.closure_actor is not None:
                 ray.get(self.closure_actor.set_active.remote(self.name, False))

@@ -19,7 +19,7 @@ from ensemble.parquet_sink import atomic_write_bytes
 from solvers.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: chunks list each member's group (chunks mix groups)
 
 ChunkStatus = Literal["pending", "done", "failed"]
 
@@ -30,11 +30,11 @@ def now() -> str:
 
 @dataclass
 class ChunkRecord:
-    """One chunk: its members (all of one group), status, attempts and error messages."""
+    """One chunk: its members and each member's statistics group, status, attempts, error messages."""
 
     id: int
-    group: int
     members: list[int]
+    groups: list[int]
     status: ChunkStatus = "pending"
     attempts: int = 0
     errors: list[str] = field(default_factory=list)

@@ -13,8 +13,9 @@ A run directory holds::
 Members: member ``k`` has seed ``mix_seed(seed, k)``. With dataset initial conditions it
 starts from test trajectory ``k % n_test`` at its first stored time, which is also its
 reference and its statistics group; with random or ``.npy`` initial conditions there is one
-group and no reference. Chunks hold members of one group (``chunk_size`` at most), so every
-chunk reduces to one group's statistics.
+group and no reference. Chunks are blocks of ``chunk_size`` members in group order: a chunk
+larger than a group mixes groups (one batch of closure samples serves them all) and reduces
+to one statistics record per group it holds.
 """
 
 from __future__ import annotations
@@ -146,20 +147,18 @@ def plan_steps(cfg: ProjectConfig, t0: float) -> tuple[float, int, int]:
     return t_end, n_steps, every
 
 
-def plan_chunks(members: int, groups: int, chunk_size: int, seed: int) -> list[ChunkRecord]:
-    """Deterministic chunks: members of one group (``k % groups``), blocks of ``chunk_size``.
+def plan_chunks(members: int, groups: int, chunk_size: int) -> list[ChunkRecord]:
+    """Deterministic chunks: members ordered by group (member ``k`` is in group ``k % groups``), cut into blocks of ``chunk_size``.
 
-    Ids interleave groups (block 0 of every group first) so that early flushes cover all groups.
+    A chunk larger than a group holds several groups (one batch of closure samples serves
+    them all); ordering by group keeps the groups per chunk, and so the statistics records a
+    chunk returns, to at most ``chunk_size / group size + 1``.
     """
-    per_group = [list(range(g, members, groups)) for g in range(groups)]
-    blocks = max(math.ceil(len(m) / chunk_size) for m in per_group)
-    records = []
-    for b in range(blocks):
-        for g, ids in enumerate(per_group):
-            part = ids[b * chunk_size:(b + 1) * chunk_size]
-            if part:
-                records.append(ChunkRecord(id=len(records), group=g, members=part))
-    return records
+    ordered = [k for g in range(groups) for k in range(g, members, groups)]
+    return [
+        ChunkRecord(id=i, members=block, groups=[k % groups for k in block])
+        for i, block in enumerate(ordered[start:start + chunk_size] for start in range(0, members, chunk_size))
+    ]
 
 
 def run_identity(cfg: ProjectConfig) -> str:
@@ -303,7 +302,7 @@ class RunExecutor:
     # -- inputs of one chunk
     def chunk(self, record: ChunkRecord) -> Chunk:
         seeds = member_seeds(self.cfg.ensemble.seed, record.members)
-        return Chunk(record.id, record.group, tuple(record.members), tuple(seeds))
+        return Chunk(record.id, tuple(record.members), tuple(record.groups), tuple(seeds))
 
     def initial(self, chunk: Chunk) -> np.ndarray:
         init = self.cfg.ensemble.init
@@ -314,7 +313,7 @@ class RunExecutor:
             return gaussian_random_field(grid, rng, phys.init_alpha, phys.init_tau).numpy()
         fields = self.inputs.initial
         if init == "dataset":
-            return np.repeat(fields[chunk.group][None], len(chunk.members), axis=0)
+            return fields[np.asarray(chunk.groups)]
         return fields[np.asarray(chunk.members) % len(fields)]
 
     def reference(self, group: int) -> Reference | None:
@@ -327,7 +326,7 @@ class RunExecutor:
         self.sink.write("blowups", key, result.blowups)
         if result.fields is not None:
             self._write_fields(key, result.fields)
-        self.aggregator.add(result.chunk, result.group, result.stats)
+        self.aggregator.add(result.chunk, result.stats)
         record = self.manifest.chunks[result.chunk]
         for member, seed, step, time in zip(result.blowups["member"], result.blowups["seed"],
                                             result.blowups["step"], result.blowups["time"]):
@@ -403,7 +402,7 @@ class RunExecutor:
             worker = SolverWorker(self.spec, self.source)
             chunks = [self.chunk(c) for c in self.manifest.pending_chunks()]
             run_in_process(
-                lambda c: worker.run_chunk(c, self.initial(c), self.reference(c.group)), chunks,
+                lambda c: worker.run_chunk(c, self.initial(c), self.inputs.references), chunks,
                 self.on_result, self.on_error, self.on_failure, self.cfg.ensemble.max_attempts,
                 on_tick=lambda: self.display.refresh([]) if self.display else None,
             )
@@ -428,15 +427,14 @@ class RunExecutor:
             closure_actor = create_named(ClosureActor, "closure-0", dict(num_gpus=ens.gpus_per_actor),
                                          source, self.inputs.n, self.cfg.solver.precision, self.cfg.solver.device)
         spec = self.spec
-        references = [ray.put(r) for r in self.inputs.references] if self.inputs.references else None
+        references = ray.put(self.inputs.references)  # one object: every chunk may need every group's
 
         def make_actor(name: str) -> Any:
             return create_named(SolverActor, name, dict(num_cpus=ens.cpus_per_actor, num_gpus=ens.gpus_per_actor),
                                 spec, source, name, closure_actor)
 
         def submit(handle: Any, chunk: Chunk) -> Any:
-            ref = references[chunk.group] if references else None
-            return handle.run_chunk.remote(chunk, self.initial(chunk), ref)
+            return handle.run_chunk.remote(chunk, self.initial(chunk), references)
 
         last_poll = [0.0]
 
@@ -517,7 +515,7 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
         "n_steps": steps_holder["n_steps"], "output_every": steps_holder["every"], "times": times.tolist(),
         "groups": inputs.groups, "inputs": inputs.description,
     }
-    records = plan_chunks(cfg.ensemble.members, inputs.groups, cfg.ensemble.chunk_size, cfg.ensemble.seed)
+    records = plan_chunks(cfg.ensemble.members, inputs.groups, cfg.ensemble.chunk_size)
     owned = False if in_process else connect_ray(address, dashboard)
     try:
         if not in_process:

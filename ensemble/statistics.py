@@ -362,11 +362,12 @@ class Aggregator:
         self.groups: dict[int, GroupStatistics] = {}
         self.merged_chunks: set[int] = set()
 
-    def add(self, chunk_id: int, group: int, stats: GroupStatistics) -> bool:
-        """Merge a chunk's statistics; a chunk already merged is ignored (returns False)."""
+    def add(self, chunk_id: int, stats: dict[int, GroupStatistics]) -> bool:
+        """Merge a chunk's statistics (one record per group it holds); a chunk already merged is ignored (returns False)."""
         if chunk_id in self.merged_chunks:
             return False
-        self.groups.setdefault(group, GroupStatistics.empty(self.times, self.bins)).merge(stats)
+        for group, group_stats in stats.items():
+            self.groups.setdefault(group, GroupStatistics.empty(self.times, self.bins)).merge(group_stats)
         self.merged_chunks.add(chunk_id)
         return True
 

@@ -18,7 +18,7 @@ import pytest
 from ensemble.crps import crps_fair
 from ensemble.manifest import Manifest
 from ensemble.parquet_sink import latest_stats, read_table
-from ensemble.run import Hooks, launch, resume
+from ensemble.run import Hooks, launch, plan_chunks, resume
 from solvers.dataset import read_dataset
 
 MEMBERS, GROUPS, TIMES = 64, 4, 5
@@ -75,10 +75,21 @@ def test_tables_read_with_pyarrow_pandas_and_duckdb(two_actor_run):
     assert len(final) == GROUPS * TIMES and (final["e1"] > 0).all()
 
 
+@pytest.mark.parametrize("members, groups, size", [(64, 4, 8), (64, 4, 24), (10, 3, 4), (5, 1, 16)])
+def test_chunks_cover_each_member_once_in_group_order(members, groups, size):
+    chunks = plan_chunks(members, groups, size)
+    ids = [k for c in chunks for k in c.members]
+    assert sorted(ids) == list(range(members)) and all(len(c.members) <= size for c in chunks)
+    assert all(c.groups == [k % groups for k in c.members] for c in chunks)
+    assert [k % groups for k in ids] == sorted(k % groups for k in ids)  # group-major order
+    per_group = members // groups
+    assert all(len(set(c.groups)) <= size // per_group + 1 for c in chunks)
+
+
 def test_one_actor_gives_the_same_members_as_two(ray_session, ensemble_setup, two_actor_run, tmp_path):
-    """Same seeds, different actors and batch composition (chunks of 16 vs 8)."""
+    """Same seeds, different actors and batch composition (chunks of 32 holding two groups vs 8)."""
     out2, _ = two_actor_run
-    launch(ensemble_setup, tmp_path / "one", {"ensemble.actors": 1, "ensemble.chunk_size": 16})
+    launch(ensemble_setup, tmp_path / "one", {"ensemble.actors": 1, "ensemble.chunk_size": 32})
     a, b = members_table(out2), members_table(tmp_path / "one")
     np.testing.assert_array_equal(a["member"], b["member"])
     for name in ("energy", "enstrophy", "rel_error"):
@@ -128,9 +139,9 @@ def test_resume_after_interrupted_driver(ray_session, ensemble_setup, two_actor_
 
 
 def test_statistics_equal_offline_recomputation_from_saved_fields(ensemble_setup, two_actor_run, tmp_path):
-    """In-process run with field snapshots; every statistic recomputed from the fields with numpy."""
+    """In-process run with field snapshots, one chunk of all groups; every statistic recomputed from the fields."""
     out = tmp_path / "snap"
-    launch(ensemble_setup, out, {"ensemble.snapshots": True}, in_process=True)
+    launch(ensemble_setup, out, {"ensemble.snapshots": True, "ensemble.chunk_size": MEMBERS}, in_process=True)
     np.testing.assert_allclose(members_table(out)["energy"], members_table(two_actor_run[0])["energy"], rtol=1e-6)
     fields = {"vorticity": [], "member": []}
     for path in sorted(glob.glob(str(out / "fields" / "*.h5"))):

@@ -44,8 +44,8 @@ def test_merged_chunks_equal_one_pass(bins):
     ref = reference()
     agg = Aggregator(T, bins)
     for i, part in enumerate(parts):
-        assert agg.add(i, 0, GroupStatistics.from_members(part, bins, ref))
-    assert not agg.add(1, 0, GroupStatistics.from_members(parts[1], bins, ref))  # a duplicate is ignored
+        assert agg.add(i, {0: GroupStatistics.from_members(part, bins, ref)})
+    assert not agg.add(1, {0: GroupStatistics.from_members(parts[1], bins, ref)})  # a duplicate is ignored
     merged, direct = agg.groups[0], GroupStatistics.from_members(concat(parts), bins, ref)
     for name, value in direct.arrays().items():
         np.testing.assert_allclose(merged.arrays()[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
@@ -100,7 +100,7 @@ def test_spectrum_quantiles_within_one_bin_ratio(bins):
 
 def test_state_round_trip(bins, tmp_path):
     agg = Aggregator(T, bins)
-    agg.add(3, 1, GroupStatistics.from_members(members(4, 0), bins, reference()))
+    agg.add(3, {1: GroupStatistics.from_members(members(4, 0), bins, reference())})
     np.savez(tmp_path / "s.npz", **agg.state_arrays())
     back = Aggregator(T, bins)
     with np.load(tmp_path / "s.npz", allow_pickle=False) as f:

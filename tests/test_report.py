@@ -24,7 +24,7 @@ from ensemble.run import Hooks, launch
 from solvers.dataset import read_dataset
 from solvers.errors import UserError
 
-TINY = {"ensemble.members": 16}
+TINY = {"ensemble.members": 16, "ensemble.chunk_size": 4}  # 4 groups of 4: one chunk per group
 
 
 @pytest.fixture(scope="module")
