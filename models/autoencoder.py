@@ -1,58 +1,92 @@
-"""Light deterministic convolutional autoencoder: ``[B, 1, n, n]`` <-> latent ``[B, L, n/4, n/4]``.
+"""Deterministic convolutional autoencoders: ``[B, 1, n, n]`` <-> latent ``[B, L, n/4, n/4]``.
 
-Two stride-2 stages (the paper's 64^2 -> 16^2, one latent channel = 16x compression).
-Every convolution uses circular padding, so the latent of a periodic field is periodic and a
-spectral (FNO) network can act on it. The decoder upsamples (nearest) and convolves instead
-of using transposed convolutions, which take a slow path on CPU.
+Two designs of the same map (the paper's 64^2 -> 16^2, one latent channel = 16x compression):
+
+* ``upsample``: two stride-2 convolution stages down; up, nearest upsampling followed by a
+  convolution at 2x and 4x the latent resolution (the paper's layout; transposed convolutions
+  take a slow path on CPU, so upsample + convolution replaces them);
+* ``subpixel``: every convolution at the latent resolution. The encoder folds each 4x4 block
+  of the field into 16 channels (space-to-depth, ``PixelUnshuffle``); the decoder's last
+  convolution emits 16 channels that unfold into the 4x4 blocks (``PixelShuffle``, Shi et al.
+  2016). At the same width it costs ~1/16 of the convolutions at full resolution, which
+  dominate the ``upsample`` decoder.
+
+Every convolution uses circular padding, so the latent of a periodic field is periodic (a shift
+of the field by 4 cells shifts the latent by one) and a spectral (FNO) network can act on it.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
+
+Architecture = Literal["upsample", "subpixel"]
+ARCHITECTURES: tuple[str, ...] = ("upsample", "subpixel")
+FACTOR = 4  # n -> n / 4 per direction
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode="circular")
 
 
-class Encoder(nn.Module):
+def encoder_layers(architecture: Architecture, channels: int, latent_channels: int) -> nn.Sequential:
     """``[B, 1, n, n]`` -> ``[B, latent_channels, n/4, n/4]`` (n divisible by 4)."""
-
-    def __init__(self, channels: int = 16, latent_channels: int = 1) -> None:
-        super().__init__()
-        self.net = nn.Sequential(
-            _conv(1, channels),
-            nn.SiLU(),
-            _conv(channels, channels, stride=2),
-            nn.SiLU(),
-            _conv(channels, channels, stride=2),
-            nn.SiLU(),
-            _conv(channels, channels),
-            nn.SiLU(),
+    if architecture == "subpixel":
+        return nn.Sequential(
+            nn.PixelUnshuffle(FACTOR),
+            _conv(FACTOR**2, channels), nn.SiLU(),
+            _conv(channels, channels), nn.SiLU(),
+            _conv(channels, channels), nn.SiLU(),
             nn.Conv2d(channels, latent_channels, 1),
         )
+    return nn.Sequential(
+        _conv(1, channels), nn.SiLU(),
+        _conv(channels, channels, stride=2), nn.SiLU(),
+        _conv(channels, channels, stride=2), nn.SiLU(),
+        _conv(channels, channels), nn.SiLU(),
+        nn.Conv2d(channels, latent_channels, 1),
+    )
+
+
+def decoder_layers(architecture: Architecture, channels: int, latent_channels: int) -> nn.Sequential:
+    """``[B, latent_channels, m, m]`` -> ``[B, 1, 4m, 4m]``."""
+    if architecture == "subpixel":
+        return nn.Sequential(
+            _conv(latent_channels, channels), nn.SiLU(),
+            _conv(channels, channels), nn.SiLU(),
+            _conv(channels, channels), nn.SiLU(),
+            _conv(channels, FACTOR**2),
+            nn.PixelShuffle(FACTOR),
+        )
+    return nn.Sequential(
+        _conv(latent_channels, channels), nn.SiLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        _conv(channels, channels), nn.SiLU(),
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        _conv(channels, channels), nn.SiLU(),
+        _conv(channels, 1),
+    )
+
+
+class Encoder(nn.Module):
+    """``[B, 1, n, n]`` -> ``[B, latent_channels, n/4, n/4]`` (layers in ``net``, the checkpoint key)."""
+
+    def __init__(self, architecture: Architecture, channels: int, latent_channels: int) -> None:
+        super().__init__()
+        self.net = encoder_layers(architecture, channels, latent_channels)
 
     def forward(self, field: torch.Tensor) -> torch.Tensor:
         return self.net(field)
 
 
 class Decoder(nn.Module):
-    """``[B, latent_channels, m, m]`` -> ``[B, 1, 4m, 4m]``: conv, two (upsample x2, conv) stages, conv."""
+    """``[B, latent_channels, m, m]`` -> ``[B, 1, 4m, 4m]`` (layers in ``net``, the checkpoint key)."""
 
-    def __init__(self, channels: int = 16, latent_channels: int = 1) -> None:
+    def __init__(self, architecture: Architecture, channels: int, latent_channels: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            _conv(latent_channels, channels),
-            nn.SiLU(),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            _conv(channels, channels),
-            nn.SiLU(),
-            nn.Upsample(scale_factor=2, mode="nearest"),
-            _conv(channels, channels),
-            nn.SiLU(),
-            _conv(channels, 1),
-        )
+        self.net = decoder_layers(architecture, channels, latent_channels)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         return self.net(latent)
@@ -64,12 +98,16 @@ class Autoencoder(nn.Module):
     Args:
         channels: hidden channels (sets cost; 16 is light, the paper's are ~4.5 M parameters).
         latent_channels: channels of the ``n/4 x n/4`` latent.
+        architecture: ``upsample`` or ``subpixel`` (module docstring).
     """
 
-    def __init__(self, channels: int = 16, latent_channels: int = 1) -> None:
+    def __init__(self, channels: int = 16, latent_channels: int = 1, architecture: Architecture = "upsample") -> None:
         super().__init__()
-        self.encoder = Encoder(channels, latent_channels)
-        self.decoder = Decoder(channels, latent_channels)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        self.architecture = architecture
+        self.encoder = Encoder(architecture, channels, latent_channels)
+        self.decoder = Decoder(architecture, channels, latent_channels)
 
     def encode(self, field: torch.Tensor) -> torch.Tensor:
         return self.encoder(field)

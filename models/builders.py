@@ -21,6 +21,7 @@ def build_model(method: str, model: ModelSection, training: TrainingSection | No
         objective="flow" if method == "flow" else "score",
         joint=method != "lcdm",
         ae_channels=model.ae_channels,
+        ae_architecture=model.ae_architecture,
         latent_channels=model.latent_channels,
         width=model.latent_width,
         modes=model.latent_modes,

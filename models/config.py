@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from models.autoencoder import Architecture
 from solvers.config import Section
 
 Method = Literal["pcdm", "lcdm", "joint-lcdm", "flow"]
@@ -31,7 +32,9 @@ class ModelSection(Section):
     latent_modes: int = Field(4, ge=1, description="Fourier modes per direction, latent FNO")
     latent_width: int = Field(20, ge=1, description="channels of the latent FNO")
     latent_layers: int = Field(4, ge=1, description="spectral layers of the latent FNO")
-    # Autoencoders (two stride-2 stages, n -> n/4).
+    # Autoencoders (n -> n/4): `upsample` (convolutions at 1x, 2x, 4x the latent resolution, the
+    # paper's layout) or `subpixel` (all at the latent resolution, with pixel (un)shuffle).
+    ae_architecture: Architecture = Field("upsample", description="autoencoder layout: upsample or subpixel")
     ae_channels: int = Field(16, ge=1, description="hidden channels of each autoencoder")
     latent_channels: int = Field(1, ge=1, description="latent channels (1 = 16x compression)")
     # VE SDE and samplers.

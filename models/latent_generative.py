@@ -45,6 +45,7 @@ class LatentGenerative(nn.Module):
         objective: ``score`` (VE SDE) or ``flow`` (flow matching).
         joint: train autoencoders and generative network together (joint loss) or not.
         ae_channels, latent_channels: autoencoder size.
+        ae_architecture: ``upsample`` or ``subpixel`` (:mod:`models.autoencoder`).
         width, modes, layers: latent FNO size (paper: 20, 4, 4).
         sde_sigma: VE SDE scale (score objective).
         weights: ``(a_C, a_w, a_m)`` of the joint loss (paper: 100, 1, 0.1).
@@ -55,6 +56,7 @@ class LatentGenerative(nn.Module):
         objective: str = "score",
         joint: bool = True,
         ae_channels: int = 16,
+        ae_architecture: str = "upsample",
         latent_channels: int = 1,
         width: int = 20,
         modes: int = 4,
@@ -67,8 +69,8 @@ class LatentGenerative(nn.Module):
             raise ValueError(f"objective must be 'score' or 'flow', got {objective!r}")
         self.objective, self.joint, self.weights = objective, joint, weights
         self.method = "flow" if objective == "flow" else ("joint-lcdm" if joint else "lcdm")
-        self.closure_ae = Autoencoder(ae_channels, latent_channels)
-        self.vorticity_ae = Autoencoder(ae_channels, latent_channels)
+        self.closure_ae = Autoencoder(ae_channels, latent_channels, ae_architecture)
+        self.vorticity_ae = Autoencoder(ae_channels, latent_channels, ae_architecture)
         self.net = ConditionalFNO(latent_channels, latent_channels, width, modes, layers)
         self.sde = VESDE(sde_sigma)
         self.score_loss = DenoisingScoreMatchingLoss(self.sde)

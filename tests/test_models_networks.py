@@ -11,18 +11,23 @@ from models.autoencoder import Autoencoder
 from models.fno import ConditionalFNO, SpectralConv2d
 
 
-def test_autoencoder_shapes_and_compression():
-    ae = Autoencoder(channels=8, latent_channels=1)
+ARCHITECTURES = pytest.mark.parametrize("architecture", ["upsample", "subpixel"])
+
+
+@ARCHITECTURES
+def test_autoencoder_shapes_and_compression(architecture):
+    ae = Autoencoder(channels=8, latent_channels=1, architecture=architecture)
     x = torch.randn(3, 1, 32, 32)
     z = ae.encode(x)
     assert z.shape == (3, 1, 8, 8)
     assert ae.decode(z).shape == x.shape and ae(x).shape == x.shape
 
 
-def test_autoencoder_commutes_with_periodic_shifts():
+@ARCHITECTURES
+def test_autoencoder_commutes_with_periodic_shifts(architecture):
     """Circular padding: shifting the field by 4 cells shifts the latent by 1 cell, exactly."""
     torch.manual_seed(0)
-    ae = Autoencoder(channels=8)
+    ae = Autoencoder(channels=8, architecture=architecture)
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     ae = ae.double()
     z = ae.encode(x)
@@ -32,7 +37,8 @@ def test_autoencoder_commutes_with_periodic_shifts():
     assert torch.allclose(ae.decode(torch.roll(z, 1, -1)), torch.roll(rec, 4, -1), atol=1e-12)
 
 
-def test_autoencoder_round_trip_learns_smooth_fields():
+@ARCHITECTURES
+def test_autoencoder_round_trip_learns_smooth_fields(architecture):
     """A hundred Adam steps reduce the round-trip error of smooth periodic fields well below 1."""
     torch.manual_seed(0)
     n = 16
@@ -45,7 +51,7 @@ def test_autoencoder_round_trip_learns_smooth_fields():
         + amplitudes[:, 2, None, None] * torch.sin(2 * math.pi * (X + Y))
         + amplitudes[:, 3, None, None] * torch.cos(2 * math.pi * (X - Y))
     ).unsqueeze(1)
-    ae = Autoencoder(channels=8)
+    ae = Autoencoder(channels=8, architecture=architecture)
     opt = torch.optim.Adam(ae.parameters(), lr=1e-2)
 
     def rel_error() -> float:
