@@ -28,6 +28,7 @@ def build_model(method: str, model: ModelSection, training: TrainingSection | No
         layers=model.latent_layers,
         sde_sigma=model.sde_sigma,
         weights=(training.weight_closure_recon, training.weight_vorticity_recon, training.weight_latent_moments),
+        detach_closure_latent=training.detach_closure_latent,
     )
 
 

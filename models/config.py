@@ -65,6 +65,9 @@ class TrainingSection(Section):
     weight_closure_recon: float = Field(100.0, ge=0, description="joint loss weight of ||C - D(E(C))||^2")
     weight_vorticity_recon: float = Field(1.0, ge=0, description="joint loss weight of ||w - D(E(w))||^2")
     weight_latent_moments: float = Field(0.1, ge=0, description="joint loss weight of the C-latent moment penalty")
+    detach_closure_latent: bool = Field(
+        False, description="joint training: keep the generative loss from shaping the C-encoder (flow matching "
+        "can otherwise lower its loss by encoding only the predictable part of C: under-dispersed samples)")
     checkpoint_every: int = Field(10, ge=1, description="epochs between checkpoints")
     max_samples: int = Field(0, ge=0, description="cap on training pairs (0 = all)")
     seed: int = Field(0, description="seed of initialisation, batching and noise")

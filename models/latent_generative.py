@@ -49,6 +49,10 @@ class LatentGenerative(nn.Module):
         width, modes, layers: latent FNO size (paper: 20, 4, 4).
         sde_sigma: VE SDE scale (score objective).
         weights: ``(a_C, a_w, a_m)`` of the joint loss (paper: 100, 1, 0.1).
+        detach_closure_latent: joint loss with ``L_gen`` on ``stop_gradient(E_C(C))``: the
+            C-autoencoder learns from reconstruction and moments only. A flow-matching loss can
+            otherwise be lowered by an encoder that keeps only the part of ``C`` predictable
+            from ``w`` (its loss vanishes for a deterministic target): under-dispersed samples.
     """
 
     def __init__(
@@ -63,11 +67,13 @@ class LatentGenerative(nn.Module):
         layers: int = 4,
         sde_sigma: float = 30.0,
         weights: tuple[float, float, float] = (100.0, 1.0, 0.1),
+        detach_closure_latent: bool = False,
     ) -> None:
         super().__init__()
         if objective not in ("score", "flow"):
             raise ValueError(f"objective must be 'score' or 'flow', got {objective!r}")
         self.objective, self.joint, self.weights = objective, joint, weights
+        self.detach_closure_latent = detach_closure_latent
         self.method = "flow" if objective == "flow" else ("joint-lcdm" if joint else "lcdm")
         self.closure_ae = Autoencoder(ae_channels, latent_channels, ae_architecture)
         self.vorticity_ae = Autoencoder(ae_channels, latent_channels, ae_architecture)
@@ -118,7 +124,8 @@ class LatentGenerative(nn.Module):
             return gen, {"generative": float(gen.detach())}
         z_c = self.closure_ae.encode(closure)
         z_w = self.vorticity_ae.encode(vorticity)
-        gen = self.generative_loss((z_c - self.latent_mean) / self.latent_std, self.net.encode_condition(z_w), generator)
+        target = z_c.detach() if self.detach_closure_latent else z_c
+        gen = self.generative_loss((target - self.latent_mean) / self.latent_std, self.net.encode_condition(z_w), generator)
         rec_c = F.mse_loss(self.closure_ae.decode(z_c), closure)
         rec_w = F.mse_loss(self.vorticity_ae.decode(z_w), vorticity)
         moments = latent_moment_penalty(z_c)

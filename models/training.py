@@ -228,6 +228,8 @@ def train(
     meta = dict(method=method, pairs=pairs, norm=norm, config=config, fp=fingerprint(data_path))
     logger.info("training %s (%d parameters) on %d pairs of %d^2", method, parameter_count(model), len(w), pairs.grid_size)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        paths["log"].unlink(missing_ok=True)  # a fresh (or --overwrite) run starts its own log
     for phase in phases(method, epochs, tcfg.pretrain_epochs):
         if start >= phase.stop:
             continue

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from ensemble.config import validate_config
 from models.closures import load_closure
+from models.latent_generative import LatentGenerative
 from models.training import train
 from solvers.dataset import generate_dataset
 from solvers.random import MemberRandom
@@ -72,6 +73,14 @@ def test_resume_continues_exactly(dataset, tmp_path):
     assert [r["loss"] for r in b] == pytest.approx([r["loss"] for r in a], rel=1e-5)
 
 
+def test_overwrite_starts_a_new_log_and_detached_latent_trains(dataset, tmp_path):
+    train(config(epochs=2), "flow", data_path=dataset, out_dir=tmp_path, progress=False)
+    train(config(epochs=3, detach_closure_latent=True), "flow", data_path=dataset, out_dir=tmp_path,
+          overwrite=True, progress=False)
+    assert [r["epoch"] for r in log(tmp_path / "flow.log.jsonl")] == [1, 2, 3]
+    assert load_closure(tmp_path / "flow.safetensors").checkpoint.training_config.detach_closure_latent
+
+
 def test_same_seed_same_model_and_samples(dataset, tmp_path):
     for name in ("a", "b"):
         train(config(epochs=1), "flow", data_path=dataset, out_dir=tmp_path / name, seed=3, progress=False)
@@ -131,3 +140,16 @@ def test_cli_train_evaluate_and_bad_input(dataset, tmp_path, monkeypatch, capsys
         assert code == 2 and captured.err.startswith("error: ") and message in captured.err
         assert captured.err.count("\n") == 1
     assert (out / "joint-lcdm.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detached_closure_latent_keeps_the_generative_loss_out_of_the_closure_encoder(detach):
+    torch.manual_seed(0)
+    model = LatentGenerative(objective="flow", ae_channels=4, width=6, layers=1, weights=(0.0, 0.0, 0.0),
+                             detach_closure_latent=detach)
+    w, c = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)
+    loss, _ = model.loss(w, c, torch.Generator().manual_seed(0))  # the generative loss alone
+    loss.backward()
+    grad = sum(float(p.grad.abs().sum()) for p in model.closure_ae.encoder.parameters() if p.grad is not None)
+    assert (grad == 0) == detach
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vorticity_ae.encoder.parameters())
