@@ -42,7 +42,8 @@ bench: $(STAMP)
 # The component benchmarks behind the README's tables.
 bench-all: bench
 	$(BIN)/python benchmarks/solver.py
-	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/sampling.py --paper-grid --extra checkpoints/small/subpixel/flow.safetensors \
+		--extra checkpoints/small/light/joint-lcdm.safetensors --extra checkpoints/small/light/flow.safetensors
 	$(BIN)/python benchmarks/ensemble.py
 
 clean:

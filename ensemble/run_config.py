@@ -29,9 +29,10 @@ class EnsembleSection(Section):
     max_attempts: int = Field(3, ge=1, description="tries per chunk before it is recorded as failed")
     closure: str = Field("none", description="none | smagorinsky | dynamic-smagorinsky | checkpoint path")
     closure_mode: Literal["per-actor", "shared"] = Field(
-        "shared",
-        description="learned closure: one batching closure actor (measured faster, benchmarks/ensemble.md) "
-        "or a copy per solver actor; classical closures always run in the solver actors",
+        "per-actor",
+        description="learned closure: a copy per solver actor (measured faster since the closures got cheap, "
+        "benchmarks/ensemble.md) or one closure actor batching all solver actors' requests; classical "
+        "closures always run in the solver actors",
     )
     init: str = Field("dataset", description="dataset | random | path to a .npy field")
     data: str | None = Field(None, description="dataset for init/reference (default: [data].path)")
