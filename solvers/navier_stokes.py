@@ -41,33 +41,36 @@ class VorticityEquation:
     advect: bool = True
     closure_hat: torch.Tensor | None = None
     forcing_hat: torch.Tensor | None = field(init=False, repr=False)
-    linear_rate: torch.Tensor = field(init=False, repr=False)
-    _inverse_cache: dict[float, torch.Tensor] = field(init=False, repr=False, default_factory=dict)
+    implicit_diagonal: torch.Tensor = field(init=False, repr=False)
+    _negative_advection_factors: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         g = self.grid
         self.forcing_hat = None if self.forcing is None else g.to_spectral(self.forcing.to(g.device, g.dtype))
-        self.linear_rate = self.viscosity * g.k2 + self.drag
+        self.implicit_diagonal = -(self.viscosity * g.k2 + self.drag)
+        # velocity factors negated: the advection pass yields -N(w) directly
+        sign = torch.tensor([-1.0, -1.0, 1.0, 1.0], dtype=g.dtype, device=g.device)
+        self._negative_advection_factors = g.advection_factors * sign[:, None, None]
 
     def explicit_terms(self, w_hat: torch.Tensor) -> torch.Tensor:
-        """``-N(w) + f + C`` in Fourier space, ``[members, n, n//2+1]``."""
-        rhs = advection_hat(w_hat, self.grid).neg_() if self.advect else torch.zeros_like(w_hat)
-        if self.forcing_hat is not None:
-            rhs.add_(self.forcing_hat)
-        if self.closure_hat is not None:
-            rhs.add_(self.closure_hat)
-        return rhs
+        """``-N(w) + f + C`` in Fourier space, ``[members, n, n//2+1]``.
+
+        Without advection the result may be the held ``forcing_hat`` or ``closure_hat`` itself,
+        or ``[n, n//2+1]`` (a forcing shared by all members); callers must not modify it in place.
+        """
+        terms = [t for t in (self.forcing_hat, self.closure_hat) if t is not None]
+        if self.advect:
+            rhs = advection_hat(w_hat, self.grid, self._negative_advection_factors)
+            for term in terms:
+                rhs.add_(term)
+            return rhs
+        if not terms:
+            return torch.zeros_like(w_hat)
+        return terms[0] if len(terms) == 1 else torch.add(terms[0], terms[1])
 
     def implicit_terms(self, w_hat: torch.Tensor) -> torch.Tensor:
         """``(nu lap - r) w`` in Fourier space: ``-(nu |k|^2 + r) w_hat``."""
-        return -self.linear_rate * w_hat
-
-    def implicit_solve(self, w_hat: torch.Tensor, step: float) -> torch.Tensor:
-        """Solve ``y - step * implicit_terms(y) = w_hat``: ``y = w_hat / (1 + step (nu|k|^2 + r))``."""
-        inverse = self._inverse_cache.get(step)
-        if inverse is None:
-            inverse = self._inverse_cache[step] = 1.0 / (1.0 + step * self.linear_rate)
-        return w_hat * inverse
+        return self.implicit_diagonal * w_hat
 
     def tendency(self, w_hat: torch.Tensor) -> torch.Tensor:
         """Full right-hand side ``explicit + implicit`` (used by a-priori checks)."""

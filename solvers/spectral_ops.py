@@ -31,7 +31,7 @@ def gradient(w_hat: torch.Tensor, grid: SpectralGrid) -> tuple[torch.Tensor, tor
     return d[0], d[1]
 
 
-def advection_hat(w_hat: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:
+def advection_hat(w_hat: torch.Tensor, grid: SpectralGrid, factors: torch.Tensor | None = None) -> torch.Tensor:
     """Dealiased spectrum of the advection term ``N(w) = u . grad w``.
 
     The spectra of ``(u, v, w_x, w_y)`` are formed with one broadcast multiply by
@@ -41,10 +41,13 @@ def advection_hat(w_hat: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:
 
     Args:
         w_hat: ``[..., n, n//2+1]`` vorticity spectrum.
+        factors: ``[4, n, n//2+1]`` multipliers to use instead of ``grid.advection_factors``
+            (the vorticity equation passes them with the velocity negated, giving ``-N``).
     Returns:
         ``[..., n, n//2+1]`` spectrum of ``u w_x + v w_y``.
     """
-    factors = grid.advection_factors.reshape(4, *([1] * (w_hat.ndim - 2)), *w_hat.shape[-2:])
+    factors = grid.advection_factors if factors is None else factors
+    factors = factors.reshape(4, *([1] * (w_hat.ndim - 2)), *w_hat.shape[-2:])
     u, v, w_x, w_y = grid.to_physical(w_hat.unsqueeze(0) * factors).unbind(0)
     product = torch.mul(u, w_x).addcmul_(v, w_y)
     return grid.to_spectral(product).mul_(grid.dealias)

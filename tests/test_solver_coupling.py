@@ -84,3 +84,13 @@ def test_held_term_changes_only_at_samples_unless_hold_noise() -> None:
     noisy = HeldClosure(CountingClosure(), every=5, hold_noise_std=1e-3)
     noisy.term(0, w, 0.0, MemberRandom([1, 2], key=(1, 0)))
     assert all(noisy.changes_at(step) for step in range(1, 5))
+
+
+def test_member_is_finite_flags_nan_and_infinity_in_real_or_imaginary_parts() -> None:
+    from solvers.simulation import member_is_finite
+
+    w_hat = torch.randn(5, 8, 5, dtype=torch.complex64)
+    w_hat[1, 2, 3] = complex(float("nan"), 0.0)
+    w_hat[2, 0, 0] = complex(0.0, float("inf"))
+    w_hat[3, 7, 4] = complex(float("-inf"), 1.0)
+    assert member_is_finite(w_hat).tolist() == [True, False, False, False, True]
