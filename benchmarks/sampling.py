@@ -41,7 +41,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import torch  # noqa: E402
 
 from ensemble.config import load_config  # noqa: E402
-from models.allocator import tune_allocator  # noqa: E402
+from solvers.allocator import tune_allocator  # noqa: E402
 from models.builders import build_model  # noqa: E402
 from models.checkpoint import Checkpoint  # noqa: E402
 from models.closures import GenerativeClosure, load_closure  # noqa: E402

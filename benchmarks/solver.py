@@ -10,7 +10,8 @@ For grids 64^2, 128^2, 256^2 and batches of 1, 16, 64 members (float32, CPU unle
 * ``fft``: the five FFTs a step needs, one batched ``irfft2`` of ``[4, members, n, n//2+1]``
   and one ``rfft2`` of ``[members, n, n]``;
 
-as medians over repeats after a warm-up, and prints a Markdown table (also written to
+as medians over repeats after a warm-up, with the allocator tuned as the product runs it
+(:mod:`solvers.allocator`), and prints a Markdown table (also written to
 ``benchmarks/solver.md`` with the machine) and a JSON file (``benchmarks/solver.json``).
 
 Run: ``.venv/bin/python benchmarks/solver.py`` (about 1-2 minutes on 2 cores).
@@ -29,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from solvers.allocator import tune_allocator
 from solvers.config import PhysicsConfig, SolverConfig
 from solvers.factory import build_simulation
 from solvers.initial import gaussian_random_field
@@ -153,6 +155,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     parser.add_argument("--out", type=Path, default=HERE, help="folder for solver.md and solver.json")
     args = parser.parse_args()
+    tune_allocator()  # as the CLI and the ensemble workers run the solver
     info = machine()
     rows = []
     for n in args.sizes:

@@ -58,6 +58,7 @@ import torch  # noqa: E402
 from ensemble.config import load_config  # noqa: E402
 from ensemble.parquet_sink import read_table  # noqa: E402
 from ensemble.run import launch  # noqa: E402
+from solvers.allocator import tune_allocator  # noqa: E402
 from solvers.dataset import read_dataset  # noqa: E402
 from solvers.diagnostics import energy_spectrum  # noqa: E402
 from solvers.factory import build_simulation  # noqa: E402
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=0.5, help="simulated time units")
     parser.add_argument("--ray-members", type=int, default=1024, help="members of the Ray-overhead run")
     args = parser.parse_args()
+    tune_allocator()  # every measurement with the product's allocator setting (workers and CLI apply it)
     missing = [m for m in ("pcdm", "joint-lcdm", "flow") if not (CHECKPOINTS / f"{m}.safetensors").is_file()]
     if missing or not REFERENCE.is_file():
         sys.exit(f"error: missing checkpoints {missing} or reference {REFERENCE}")

@@ -33,7 +33,7 @@ import torch
 from ensemble.closures import ClosureSource, build_closure
 from ensemble.config import ProjectConfig
 from ensemble.statistics import GroupStatistics, MemberFields, Reference, StatisticsBins
-from models.allocator import tune_allocator
+from solvers.allocator import tune_allocator
 from solvers.config import resolve_device
 from solvers.diagnostics import energy_spectrum
 from solvers.factory import build_simulation

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from models.allocator import tune_allocator
+from solvers.allocator import tune_allocator
 from models.checkpoint import Checkpoint, load_checkpoint
 from models.sampling_options import SamplerOptions
 from solvers.errors import UserError
@@ -79,7 +79,7 @@ def load_closure(
         device: where the network runs (default CPU).
         grid_size, method: when given, a checkpoint for another grid or method is refused
             with a :class:`~solvers.errors.UserError`.
-        tune_malloc: raise glibc's mmap/trim thresholds (:func:`models.allocator.tune_allocator`,
+        tune_malloc: raise glibc's mmap/trim thresholds (:func:`solvers.allocator.tune_allocator`,
             process-wide, ~2x faster sampling on CPU).
         **sampler_overrides: ``sampler`` (euler_maruyama | heun), ``steps``, ``t_max``,
             ``t_min``, ``flow_steps``; defaults come from the checkpoint's [model] section.

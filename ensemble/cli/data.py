@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ensemble.config import load_config
+from solvers.allocator import tune_allocator
 from solvers.dataset import generate_dataset, read_dataset
 
 data_app = typer.Typer(help="DNS closure datasets (HDF5).", no_args_is_help=True)
@@ -31,6 +32,7 @@ def generate(
         "solver.precision": precision,
     }
     cfg = load_config(config, overrides)
+    tune_allocator()  # the DNS allocates spectra of a few hundred KiB every step
     start = time.perf_counter()
     path = generate_dataset(cfg, progress=progress)
     elapsed = time.perf_counter() - start

@@ -37,6 +37,7 @@ import typer
 
 from ensemble.closures import build_closure, resolve_closure
 from ensemble.config import ProjectConfig, load_config
+from solvers.allocator import tune_allocator
 from solvers.closure import Closure
 from solvers.config import steps_in
 from solvers.dataset import package_versions
@@ -195,6 +196,7 @@ def simulate(
     """Integrate the fields in --init to --t-end and write them to --out (exit 3 on a blow-up)."""
     overrides = {"solver.dt": dt, "solver.device": device, "solver.precision": precision}
     cfg = load_config(config, overrides)
+    tune_allocator()  # fewer page faults per step (solvers/allocator.py)
     result = simulate_to_file(cfg, init, t_end, out, physics=physics, closure=closure, noise=noise,
                               output_interval=output_interval, seed=seed)
     typer.echo(f"wrote {result.path}: vorticity [{result.members}, {result.times}, {result.n}, {result.n}]")

@@ -1,11 +1,13 @@
-"""glibc allocator tuning for CPU inference: keep freed blocks instead of returning them to the OS.
+"""glibc allocator tuning for CPU work: keep freed blocks instead of returning them to the OS.
 
 glibc serves blocks above ``M_MMAP_THRESHOLD`` (dynamic, starting at 128 KiB) with fresh
-``mmap`` calls and trims the heap above ``M_TRIM_THRESHOLD``, so every network call that
-allocates a few-hundred-KiB activation pays page faults again. Raising both thresholds makes
-the autoencoder and FNO calls of a closure sample about 2x faster on CPU (measured in
-``benchmarks/sampling.py``; DESIGN.md "Where the time goes"). The setting is process-wide
-and harmless for correctness; it is applied only when :func:`tune_allocator` is called.
+``mmap`` calls and trims the heap above ``M_TRIM_THRESHOLD``, so every solver step or network
+call that allocates a few-hundred-KiB spectrum or activation pays page faults again. Raising
+both thresholds makes the autoencoder and FNO calls of a closure sample about 2x faster on CPU
+(measured in ``benchmarks/sampling.py``; DESIGN.md "Where the time goes") and steadies the
+solver's steps. The setting is process-wide and harmless for correctness; it is applied only
+when :func:`tune_allocator` is called: by the CLI commands that integrate (``data generate``,
+``simulate``), the ensemble's solver workers and :func:`models.closures.load_closure`.
 """
 
 from __future__ import annotations
