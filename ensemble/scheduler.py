@@ -91,6 +91,7 @@ class ChunkScheduler:
                         self._restart(slot)
                     self._retry(queue, chunk, slot, exc, attempts, avoid)
                     continue
+                self._dispatch(queue, load, avoid)  # the actor computes the next chunk while the driver stores this one
                 if chunk.id not in self.finished:
                     self.finished.add(chunk.id)
                     self.on_result(result)
