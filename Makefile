@@ -44,7 +44,7 @@ bench-all: bench
 	$(BIN)/python benchmarks/solver.py
 	$(BIN)/python benchmarks/sampling.py --paper-grid --extra checkpoints/small/subpixel/flow.safetensors \
 		--extra checkpoints/small/light/joint-lcdm.safetensors --extra checkpoints/small/light/flow.safetensors
-	$(BIN)/python benchmarks/ensemble.py
+	$(BIN)/python benchmarks/ensemble.py --scale
 
 clean:
 	rm -rf $(VENV) .pytest_cache
