@@ -58,6 +58,8 @@ def test_calibrated_ensemble_has_unit_spread_skill_and_known_errors():
     # E||mean - C||^2 = std^2 (1 + 1/M) per point; ||C||^2 = 0.25 + std^2 per point.
     expected = np.sqrt(std**2 * (1 + 1 / members) / (0.25 + std**2))
     assert result["relative_error_mean"] == pytest.approx(expected, rel=0.05)
+    # White error on a white field: every shell misses by the same fraction.
+    assert result["relative_error_mean_by_shell"][1:5] == pytest.approx([expected] * 4, rel=0.15)
     # CRPS of N(0, s^2) against its own draws: s / sqrt(pi).
     assert result["crps"] == pytest.approx(std / np.sqrt(np.pi), rel=0.05)
     assert "rel. err. mean" in markdown_table([result | {"sampler": SamplerOptions().to_dict()}])
