@@ -205,7 +205,7 @@ def main() -> None:
     ray.shutdown()
     shutil.rmtree(workdir, ignore_errors=True)
 
-    pcdm, joint, flow, bare = runs["pcdm"], runs["joint-lcdm"], runs["flow"], runs["none"]
+    pcdm, joint, flow = runs["pcdm"], runs["joint-lcdm"], runs["flow"]
     fast_flow = runs["flow-subpixel"]
     errors = {f"rel_error_{k.replace('-', '_')}": round(v["rel_error"], 4) for k, v in runs.items()}
     cost = {k: v["compute_s"] for k, v in runs.items()}

@@ -23,7 +23,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import math
 import socket
 import time as clock
 from collections.abc import Callable

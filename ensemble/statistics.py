@@ -134,7 +134,6 @@ def _welford_merge(na, mean_a, m2_a, nb, mean_b, m2_b):
     """Chan et al. merge of (count, mean, M2); counts broadcast against the trailing dims."""
     n = na + nb
     shape = n.shape + (1,) * (mean_a.ndim - n.ndim)
-    wa = np.where(n > 0, na / np.maximum(n, 1), 0.0).reshape(shape)
     wb = np.where(n > 0, nb / np.maximum(n, 1), 0.0).reshape(shape)
     delta = mean_b - mean_a
     mean = mean_a + delta * wb

@@ -30,7 +30,7 @@ from torch import nn
 from models.builders import build_model, parameter_count
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from models.config import METHODS
-from models.data import ClosurePairs, fingerprint, load_pairs
+from models.data import fingerprint, load_pairs
 from models.normalization import Normalization
 from solvers.errors import UserError
 
