@@ -8,6 +8,11 @@ The common ensemble: the small preset (32^2 missing-physics coarse model, dt 2e-
 5 steps), ``--members`` members started from the shipped reference (filtered-DNS test
 trajectories, ``checkpoints/small/reference.h5``), integrated for ``--duration`` time units,
 in-process, one batch. Each closure is the committed small checkpoint at its default sampler.
+Every contender runs on one core (``THREADS = 1`` torch thread: the rollouts, P-CDM, the DNS,
+the solver measurement), so the cost ratios are per core. On more cores the ensembles scale
+with actors (``benchmarks/ensemble.md``) and the DNS with threads; measured here, two threads
+make the 128^2 DNS and P-CDM faster but the latent closures' small operations slower, so a
+"whole machine" comparison would depend on how each side spends the second core.
 Rollout costs (targets 1-4) are the integration time of the batch (``RunSummary.compute_s``:
 solver steps and closure samples, without the launch's fixed cost of reading the reference and
 writing Parquet, which would otherwise flatter every ratio against the cheap bare run); the
@@ -39,8 +44,10 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -71,6 +78,8 @@ CONFIG = ROOT / "configs" / "small.toml"
 REFERENCE = ROOT / "checkpoints" / "small" / "reference.h5"
 CHECKPOINTS = ROOT / "checkpoints" / "small"
 SPARSE_EVERY = 25  # closure refreshed every 25 steps instead of 5 (held in between)
+LONG_S = 30.0  # a launch longer than this is not repeated (P-CDM: noise is small against its time)
+THREADS = 1  # torch threads of every measurement (module docstring)
 
 
 def load_solver_benchmark():
@@ -82,37 +91,46 @@ def load_solver_benchmark():
 
 def run_ensemble(workdir: Path, label: str, closure: str, args, closure_every: int | None = None,
                  **extra: Any) -> dict[str, Any]:
-    """Launch one ensemble; return wall time, final-time error and final mean spectrum."""
+    """Launch one ensemble ``args.repeats`` times (once if a launch takes over ``LONG_S``); return
+    median wall, integration and start-up times, final-time error and final mean spectrum (the
+    results themselves are identical across repeats: same seeds)."""
     out = workdir / label
-    shutil.rmtree(out, ignore_errors=True)
     overrides = {
         "ensemble.data": str(REFERENCE),
         "ensemble.closure": closure,
         "ensemble.members": args.members,
         "ensemble.chunk_size": extra.pop("chunk_size", args.members),
+        "ensemble.cpus_per_actor": 1,  # one torch thread per worker (THREADS)
         "ensemble.duration": args.duration,
         "ensemble.output_interval": 0.1,  # the reference snapshot interval
         "ensemble.seed": 0,
         **{f"ensemble.{k}": v for k, v in extra.items() if k != "in_process"},
         "coupling.closure_every": closure_every,
     }
-    start = time.perf_counter()
-    summary = launch(CONFIG, out, overrides, in_process=extra.get("in_process", True))
-    wall = time.perf_counter() - start
+    walls, computes, startups = [], [], []
+    while len(walls) < args.repeats and not (walls and walls[0] > LONG_S):
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        summary = launch(CONFIG, out, overrides, in_process=extra.get("in_process", True))
+        walls.append(time.perf_counter() - start)
+        computes.append(summary.compute_s)
+        startups.append(summary.startup_s)
+    wall = statistics.median(walls)
     stats = read_table(out, "stats").to_pandas()
     final = stats[stats["final"] & np.isclose(stats["time"], stats["time"].max())]
     result = {
         "label": label,
         "closure": closure,
         "wall_s": wall,
-        "compute_s": summary.compute_s,
-        "startup_s": summary.startup_s,
+        "compute_s": statistics.median(computes),
+        "startup_s": statistics.median(startups),
+        "repeats": len(walls),
         "rel_error": float(final["rel_error_mean"].mean()),
         "spectrum": np.mean(np.stack(final["spectrum_mean"].to_numpy()), axis=0).tolist(),
         "final_time": float(final["time"].iloc[0]),
     }
-    print(f"  {label:28s} wall {wall:8.2f} s  integration {summary.compute_s:8.2f} s  "
-          f"final rel. error of the mean {result['rel_error']:.3f}", flush=True)
+    print(f"  {label:28s} wall {wall:8.2f} s  integration {result['compute_s']:8.2f} s  "
+          f"(median of {len(walls)})  final rel. error of the mean {result['rel_error']:.3f}", flush=True)
     return result
 
 
@@ -126,7 +144,7 @@ def reference_spectrum(final_time: float) -> np.ndarray:
 
 
 def time_dns(args) -> float:
-    """Wall time of the DNS (n_fine, full equations) of the same members and span.
+    """Median wall time of the DNS (n_fine, full equations) of the same members and span.
 
     Without the stochastic forcing: its per-member random streams cost ~3x a deterministic
     step here (benchmarks/solver.md), so a deterministic DNS is the fair, lower-bound cost.
@@ -136,12 +154,20 @@ def time_dns(args) -> float:
     seeds = member_seeds(0, range(args.members))
     w0 = gaussian_random_field(sim.equation.grid, MemberRandom(seeds))
     steps = round(args.duration / cfg.solver.dt)
-    start = time.perf_counter()
-    for snapshot in sim.run(w0, seeds, steps, steps):
-        subsample(snapshot.vorticity, cfg.data.n_coarse)
-    wall = time.perf_counter() - start
-    print(f"  {'DNS ' + str(cfg.data.n_fine) + '^2':28s} wall {wall:8.2f} s", flush=True)
+    walls = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        for snapshot in sim.run(w0, seeds, steps, steps):
+            subsample(snapshot.vorticity, cfg.data.n_coarse)
+        walls.append(time.perf_counter() - start)
+    wall = statistics.median(walls)
+    print(f"  {'DNS ' + str(cfg.data.n_fine) + '^2':28s} wall {wall:8.2f} s  (median of {len(walls)})", flush=True)
     return wall
+
+
+def platform_cores() -> int:
+    """CPU cores available to this process."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def target(name: str, measured: float, goal: float, higher_is_better: bool, **accuracy: Any) -> dict[str, Any]:
@@ -159,8 +185,10 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=100, help="rollout members (the paper's 100)")
     parser.add_argument("--duration", type=float, default=0.5, help="simulated time units")
     parser.add_argument("--ray-members", type=int, default=1024, help="members of the Ray-overhead run")
+    parser.add_argument("--repeats", type=int, default=3, help="launches per ensemble (medians; the machine is noisy)")
     args = parser.parse_args()
     tune_allocator()  # every measurement with the product's allocator setting (workers and CLI apply it)
+    torch.set_num_threads(THREADS)
     missing = [m for m in ("pcdm", "joint-lcdm", "flow") if not (CHECKPOINTS / f"{m}.safetensors").is_file()]
     if missing or not REFERENCE.is_file():
         sys.exit(f"error: missing checkpoints {missing} or reference {REFERENCE}")
@@ -195,7 +223,7 @@ def main() -> None:
 
     import ray
 
-    ray.init(num_cpus=torch.get_num_threads(), include_dashboard=False, logging_level="ERROR")
+    ray.init(num_cpus=platform_cores(), include_dashboard=False, logging_level="ERROR")
     ray_args = argparse.Namespace(**{**vars(args), "members": args.ray_members, "duration": 2.0})
     ray_runs = {
         "in-process": run_ensemble(workdir, "ray-in-process", "none", ray_args, chunk_size=16, in_process=True),
@@ -246,7 +274,7 @@ def main() -> None:
     ]
     for t in targets:
         t["pass"] = bool(t["pass"] and t.get("spectrum_ok", True) and t.get("accuracy_ok", True))
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": torch.get_num_threads(),
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": platform_cores(),
                "torch": torch.__version__, "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results = {"machine": machine, "settings": vars(args), "targets": targets, "rel_errors": errors,
@@ -263,9 +291,11 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Performance targets (`make bench`)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} torch threads, torch {m['torch']}, Python {m['python']}; {m['date']}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}; {m['date']}.",
         f"Ensemble: {results['settings']['members']} members, {results['settings']['duration']} time units, "
-        "small preset, in-process; errors are the final-time relative error of the ensemble mean.",
+        f"small preset, in-process; every measurement on {THREADS} torch thread (per-core costs); "
+        f"times are medians of {results['settings']['repeats']} launches (one for launches over {LONG_S:g} s); "
+        "errors are the final-time relative error of the ensemble mean.",
         "",
         "| target | measured | goal | pass | accuracy |",
         "|---|---|---|---|---|",
