@@ -42,7 +42,7 @@ bench: $(STAMP)
 # The component benchmarks behind the README's tables.
 bench-all: bench
 	$(BIN)/python benchmarks/solver.py
-	$(BIN)/python benchmarks/sampling.py --paper-grid --extra checkpoints/small/subpixel/flow.safetensors \
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/sampling.py --paper-grid --extra checkpoints/small/subpixel/flow.safetensors \
 		--extra checkpoints/small/light/joint-lcdm.safetensors --extra checkpoints/small/light/flow.safetensors
 	$(BIN)/python benchmarks/ensemble.py --scale
 
