@@ -70,26 +70,16 @@ def decoder_layers(architecture: Architecture, channels: int, latent_channels: i
     )
 
 
-class Encoder(nn.Module):
-    """``[B, 1, n, n]`` -> ``[B, latent_channels, n/4, n/4]`` (layers in ``net``, the checkpoint key)."""
+class Stage(nn.Module):
+    """One half of an autoencoder: its layers under ``net`` (the checkpoint keys ``encoder.net.*``
+    and ``decoder.net.*`` of every saved model)."""
 
-    def __init__(self, architecture: Architecture, channels: int, latent_channels: int) -> None:
+    def __init__(self, layers: nn.Sequential) -> None:
         super().__init__()
-        self.net = encoder_layers(architecture, channels, latent_channels)
+        self.net = layers
 
-    def forward(self, field: torch.Tensor) -> torch.Tensor:
-        return self.net(field)
-
-
-class Decoder(nn.Module):
-    """``[B, latent_channels, m, m]`` -> ``[B, 1, 4m, 4m]`` (layers in ``net``, the checkpoint key)."""
-
-    def __init__(self, architecture: Architecture, channels: int, latent_channels: int) -> None:
-        super().__init__()
-        self.net = decoder_layers(architecture, channels, latent_channels)
-
-    def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.net(latent)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
 
 
 class Autoencoder(nn.Module):
@@ -106,8 +96,8 @@ class Autoencoder(nn.Module):
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         self.architecture = architecture
-        self.encoder = Encoder(architecture, channels, latent_channels)
-        self.decoder = Decoder(architecture, channels, latent_channels)
+        self.encoder = Stage(encoder_layers(architecture, channels, latent_channels))
+        self.decoder = Stage(decoder_layers(architecture, channels, latent_channels))
 
     def encode(self, field: torch.Tensor) -> torch.Tensor:
         return self.encoder(field)
