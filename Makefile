@@ -45,6 +45,7 @@ bench-all: bench
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/sampling.py --paper-grid --extra checkpoints/small/subpixel/flow.safetensors \
 		--extra checkpoints/small/light/joint-lcdm.safetensors --extra checkpoints/small/light/flow.safetensors
 	$(BIN)/python benchmarks/ensemble.py --scale
+	$(BIN)/python benchmarks/closure_shells.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

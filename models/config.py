@@ -37,6 +37,10 @@ class ModelSection(Section):
     ae_architecture: Architecture = Field("upsample", description="autoencoder layout: upsample or subpixel")
     ae_channels: int = Field(16, ge=1, description="hidden channels of each autoencoder")
     latent_channels: int = Field(1, ge=1, description="latent channels (1 = 16x compression)")
+    whiten_up_to: int = Field(
+        0, ge=0, description="spectral whitening of both fields up to this shell |k| before training "
+        "(0 = scalar normalisation only; models/normalization.py)")
+    whiten_strength: float = Field(1.0, gt=0, le=1, description="exponent of the whitening gain (1 = equal per-mode variance)")
     # VE SDE and samplers.
     sde_sigma: float = Field(30.0, gt=1, description="VE SDE scale s: g(t) = s^t")
     sampler: SamplerName = Field("euler_maruyama", description="score sampler: euler_maruyama or heun")

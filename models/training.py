@@ -222,7 +222,8 @@ def train(
         model, norm, start = ckpt.model.train(), ckpt.normalization, ckpt.epoch
     else:
         model = build_model(method, config.model, tcfg)
-        norm = Normalization.fit(pairs.vorticity, pairs.closure)
+        norm = Normalization.fit(pairs.vorticity, pairs.closure, config.model.whiten_up_to,
+                                 config.model.whiten_strength)
         start = 0
     w, c = pairs.normalized_tensors(norm)
     meta = dict(method=method, pairs=pairs, norm=norm, config=config, fp=fingerprint(data_path))
