@@ -153,3 +153,19 @@ def test_detached_closure_latent_keeps_the_generative_loss_out_of_the_closure_en
     grad = sum(float(p.grad.abs().sum()) for p in model.closure_ae.encoder.parameters() if p.grad is not None)
     assert (grad == 0) == detach
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.vorticity_ae.encoder.parameters())
+
+
+def test_whitened_training_stores_its_gains_and_the_closure_undoes_them(dataset, tmp_path):
+    """``[model] whiten_up_to``: the checkpoint carries the per-shell gains fitted on the training
+    split, and the loaded closure returns physical units (its normalisation inverts exactly)."""
+    cfg = validate_config({"model": TINY_MODEL | {"whiten_up_to": 4, "whiten_strength": 0.75, "latent_channels": 2},
+                           "training": {"epochs": 2, "batch_size": 8}}, "test")
+    train(cfg, "flow", data_path=dataset, out_dir=tmp_path, progress=False)
+    closure = load_closure(tmp_path / "flow.safetensors")
+    norm = closure.normalization
+    assert len(norm.closure.shell_gain) == 9 and len(norm.vorticity.shell_gain) == 9  # shells 0..16/2
+    assert max(norm.vorticity.shell_gain) > 2 and norm.vorticity.shell_gain[4] == norm.vorticity.shell_gain[8]
+    field = torch.randn(3, 16, 16, dtype=torch.float64)
+    assert torch.allclose(norm.closure.denormalize(norm.closure.normalize(field)), field, atol=1e-10)
+    sample = closure(torch.randn(3, 16, 16), 0.0, MemberRandom([1, 2, 3]))
+    assert sample.shape == (3, 16, 16) and torch.isfinite(sample).all()
