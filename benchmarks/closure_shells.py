@@ -46,12 +46,8 @@ HERE = Path(__file__).resolve().parent
 Edit = Callable[[torch.Tensor, SpectralGrid, torch.Generator], torch.Tensor]  # H_hat -> edited H_hat
 
 
-def shells(grid: SpectralGrid) -> torch.Tensor:
-    return grid.wavenumber_magnitude.round()
-
-
 def low_pass(k_keep: int) -> Edit:
-    return lambda h, grid, gen: h * (shells(grid) <= k_keep)
+    return lambda h, grid, gen: h * (grid.shell <= k_keep)
 
 
 def unbiased_noise(relative: float) -> Edit:
@@ -63,7 +59,7 @@ def unbiased_noise(relative: float) -> Edit:
 
 
 def amplitude(factor: float, k_from: int) -> Edit:
-    return lambda h, grid, gen: h * torch.where(shells(grid) >= k_from, factor, 1.0)
+    return lambda h, grid, gen: h * torch.where(grid.shell >= k_from, factor, 1.0)
 
 
 def spectrum_ratios(edit: Edit, spun_up, fine_sim, cfg, n: int, start_step: int, steps: int, every: int,

@@ -53,9 +53,8 @@ def power_spectrum(field: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:
     weights = torch.full((grid.n // 2 + 1,), 2.0, dtype=field.dtype, device=field.device)
     weights[0] = weights[-1] = 1.0
     density = 0.5 * f_hat.abs() ** 2 * weights
-    shells = torch.round(grid.wavenumber_magnitude).long().clamp(max=grid.n // 2).reshape(-1)
     out = torch.zeros(*density.shape[:-2], grid.n // 2 + 1, dtype=field.dtype, device=field.device)
-    return out.index_add_(-1, shells, density.reshape(*density.shape[:-2], -1))
+    return out.index_add_(-1, grid.shell.reshape(-1), density.reshape(*density.shape[:-2], -1))
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

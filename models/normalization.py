@@ -17,13 +17,13 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from solvers.grid import SpectralGrid
+
 
 @lru_cache(maxsize=8)
 def shell_index(n: int) -> torch.Tensor:
     """Shell ``round(|k|)`` (clamped to ``n/2``) of each ``rfft2`` coefficient: ``[n, n//2+1]`` int64."""
-    kx = torch.fft.fftfreq(n, 1 / n, dtype=torch.float64)[:, None]
-    ky = torch.fft.rfftfreq(n, 1 / n, dtype=torch.float64)[None, :]
-    return torch.sqrt(kx**2 + ky**2).round().long().clamp(max=n // 2)
+    return SpectralGrid(n).shell
 
 
 @lru_cache(maxsize=16)

@@ -23,10 +23,9 @@ def energy_spectrum(w: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:
     """
     w_hat = grid.to_spectral(w) / grid.n**2
     density = 0.5 * (w_hat.abs() ** 2) * grid.inv_k2 * _half_plane_weights(grid)
-    shells = torch.round(grid.wavenumber_magnitude).long().clamp(max=grid.n // 2)
     flat = density.reshape(*density.shape[:-2], -1)
     out = torch.zeros(*density.shape[:-2], grid.n // 2 + 1, device=w.device, dtype=density.dtype)
-    return out.index_add_(-1, shells.reshape(-1), flat)
+    return out.index_add_(-1, grid.shell.reshape(-1), flat)
 
 
 def energy(w: torch.Tensor, grid: SpectralGrid) -> torch.Tensor:

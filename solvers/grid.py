@@ -20,7 +20,9 @@ class SpectralGrid:
         k2:        ``|2*pi*k|^2``; the Laplacian is ``-k2``.
         inv_k2:    ``1/k2`` with the mean mode set to 0 (solves ``-lap psi = w``).
         dealias:   the 2/3-rule mask (1 where both ``|k_x|, |k_y| < n/3``).
-        wavenumber_magnitude: integer-shell index ``|k|`` (cycles per unit length).
+        wavenumber_magnitude: ``|k|`` in cycles per unit length.
+        shell:     integer shell ``round(|k|)``, clamped to ``n/2`` (int64): the bins of every
+            shell-summed spectrum and of the per-shell normalisation.
         advection_factors: ``[4, n, n//2+1]`` complex multipliers taking ``w_hat`` to the
             spectra of ``(u, v, d_x w, d_y w)``: ``(i k_y, -i k_x) / |k|^2`` and ``(i k_x, i k_y)``.
     """
@@ -34,6 +36,7 @@ class SpectralGrid:
     inv_k2: torch.Tensor = field(init=False, repr=False)
     dealias: torch.Tensor = field(init=False, repr=False)
     wavenumber_magnitude: torch.Tensor = field(init=False, repr=False)
+    shell: torch.Tensor = field(init=False, repr=False)
     advection_factors: torch.Tensor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -56,6 +59,7 @@ class SpectralGrid:
         set_(self, "inv_k2", inv_k2)
         set_(self, "dealias", dealias)
         set_(self, "wavenumber_magnitude", torch.sqrt(cycles_x**2 + cycles_y**2))
+        set_(self, "shell", torch.round(self.wavenumber_magnitude).long().clamp(max=self.n // 2))
         zero = torch.zeros_like(k2)
         factors = torch.stack(
             (
