@@ -46,9 +46,10 @@ def shell_variance(fields: np.ndarray) -> np.ndarray:
 
 
 def whitening_gain(variance: np.ndarray, k_max: int, strength: float = 1.0) -> tuple[float, ...]:
-    """Per-shell gain ``g(k) = sqrt(P(k_peak) / P(min(k, k_max)))`` above the strongest shell
-    ``k_peak >= 1``, ``1`` at and below it: shells ``k_peak .. k_max`` come out with equal
-    per-mode variance, finer ones keep their decay. ``[n//2 + 1]``."""
+    """Per-shell gain ``g(k) = (P(k_peak) / P(min(k, k_max)))^(strength/2)`` above the strongest
+    shell ``k_peak >= 1``, ``1`` at and below it. At ``strength = 1`` shells ``k_peak .. k_max``
+    come out with equal per-mode variance (at ``s < 1`` their spread shrinks to its power
+    ``1 - s``); finer ones keep their decay. ``[n//2 + 1]``."""
     k_peak = 1 + int(np.argmax(variance[1:]))
     k_max = max(min(k_max, len(variance) - 1), k_peak)
     floor = variance[k_peak] * 1e-14  # a shell with no energy at all gets a finite gain
