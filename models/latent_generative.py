@@ -137,7 +137,13 @@ class LatentGenerative(nn.Module):
     # --- sampling ---------------------------------------------------------------------------
     @torch.inference_mode()
     def sample(self, vorticity: torch.Tensor, noise: NoiseFn, options: SamplerOptions) -> torch.Tensor:
-        """Normalised closure samples ``[M, 1, n, n]`` given normalised ``vorticity [M, 1, n, n]``.
+        """Normalised closure samples ``[M, 1, n, n]`` given normalised ``vorticity [M, 1, n, n]``
+        (:meth:`draw` without autograd)."""
+        return self.draw(vorticity, noise, options)
+
+    def draw(self, vorticity: torch.Tensor, noise: NoiseFn, options: SamplerOptions) -> torch.Tensor:
+        """:meth:`sample` with autograd: the sample is differentiable in the weights (for a fixed
+        noise draw), as a-posteriori fine-tuning needs (:mod:`models.aposteriori`).
 
         The condition branch runs once; the sampler makes ``steps`` (EM), ``2 steps - 1``
         (Heun) or ``flow_steps`` (flow) latent network calls; one decoder call at the end.

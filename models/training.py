@@ -158,7 +158,7 @@ def _batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]
         yield order[i : i + batch]
 
 
-def _progress(enabled: bool):
+def progress_bar(enabled: bool):
     """A rich progress bar (epochs, loss, time left), or a null context when disabled."""
     if not enabled:
         return nullcontext(None)
@@ -249,7 +249,7 @@ def train(
 def _run_phase(model, phase, start, w, c, optimizer, scheduler, generator, paths, meta, progress) -> None:
     tcfg = meta["config"].training
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    with _progress(progress) as bar:
+    with progress_bar(progress) as bar:
         task = bar.add_task(f"{meta['method']} {phase.name}", total=phase.stop - phase.start, loss="-") if bar else None
         if bar:
             bar.update(task, completed=start - phase.start)

@@ -1,5 +1,5 @@
-"""``closure train`` and ``closure evaluate``: thin shells over :mod:`models.training` and
-:mod:`models.evaluation`."""
+"""``closure train``, ``closure finetune`` and ``closure evaluate``: thin shells over
+:mod:`models.training`, :mod:`models.aposteriori` and :mod:`models.evaluation`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ensemble.config import load_config
+from models.aposteriori import FinetuneSettings, finetune
 from models.checkpoint import read_metadata
 from models.closures import load_closure
 from models.config import METHODS
@@ -42,6 +43,28 @@ def train_command(
         cfg, method, data_path=data, out_dir=out, epochs=epochs, resume=resume, overwrite=overwrite,
         seed=seed, progress=progress,
     )
+    typer.echo(f"wrote {path}")
+
+
+def finetune_command(
+    checkpoint: Path = typer.Argument(..., help="A latent closure (lcdm, joint-lcdm, flow) from `closure train`."),
+    config: Path = typer.Argument(..., help="TOML config; [physics], [solver] and [data] build the coarse model."),
+    out: Path = typer.Option(..., "--out", help="The fine-tuned checkpoint (a new .safetensors file; log beside it)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="HDF5 closure dataset (default: [data].path); its training split is used."),
+    iterations: int = typer.Option(FinetuneSettings.iterations, "--iterations", min=1, help="Adam iterations."),
+    intervals: int = typer.Option(FinetuneSettings.intervals, "--intervals", min=1, help="Snapshot intervals per rollout."),
+    batch: int = typer.Option(FinetuneSettings.batch, "--batch", min=1, help="Rollouts per iteration."),
+    lr: float = typer.Option(FinetuneSettings.lr, "--lr", min=0.0, help="Adam learning rate."),
+    closure_every: int = typer.Option(FinetuneSettings.closure_every, "--closure-every", min=1,
+                                      help="Steps between closure samples in the rollouts (held in between)."),
+    seed: int = typer.Option(FinetuneSettings.seed, "--seed", help="Seed of start states and closure noise."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with the loss."),
+) -> None:
+    """Fine-tune a latent closure a posteriori: through the coarse solver, against the training trajectories."""
+    cfg = load_config(config)
+    settings = FinetuneSettings(iterations, intervals, batch, lr, closure_every, seed)
+    path = finetune(checkpoint, cfg, data or Path(cfg.data.path), out, settings, overwrite=overwrite, progress=progress)
     typer.echo(f"wrote {path}")
 
 
@@ -78,6 +101,7 @@ def evaluate_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train`` and ``evaluate`` to the root app."""
+    """Add ``train``, ``finetune`` and ``evaluate`` to the root app."""
     app.command("train")(train_command)
+    app.command("finetune")(finetune_command)
     app.command("evaluate")(evaluate_command)
