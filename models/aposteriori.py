@@ -16,7 +16,10 @@ coupling. It minimises
 by backpropagation through the solver steps and the sampler (one fixed noise draw per sample:
 the reparameterised path): the error relative to the true change since the start, the
 closure's whole job in a missing-physics model. ``N`` is the checkpoint's own vorticity
-normalisation, so a whitened model weighs every shell up to ``k_max`` alike.
+normalisation, so a whitened model weighs every shell up to ``k_max`` alike. With
+``spectrum_weight > 0`` the loss adds that weight times :func:`spectrum_loss`, the squared log
+mismatch of the energy spectrum up to ``k = n/4`` (the spectrum target of the ensemble's
+statistics).
 
 The missing-physics coarse step is linear and diagonal in Fourier space, so the cost is the
 closure's: one differentiable sample per refresh.
@@ -39,6 +42,7 @@ from models.normalization import FieldNormalization
 from models.sampling_options import SamplerOptions
 from models.training import progress_bar
 from solvers.dataset import dataset_fingerprint, read_dataset
+from solvers.diagnostics import energy_spectrum
 from solvers.errors import UserError
 from solvers.factory import build_simulation
 from solvers.simulation import Simulation
@@ -47,7 +51,8 @@ from solvers.simulation import Simulation
 @dataclass(frozen=True)
 class FinetuneSettings:
     """Iterations of Adam, snapshot intervals ``K`` per rollout, rollouts per batch, learning rate,
-    closure refresh interval (steps) and seed (start states and noise)."""
+    closure refresh interval (steps), seed (start states and noise) and the weight of the
+    spectrum term."""
 
     iterations: int = 400
     intervals: int = 5
@@ -55,6 +60,7 @@ class FinetuneSettings:
     lr: float = 1e-4
     closure_every: int = 25
     seed: int = 0
+    spectrum_weight: float = 0.0
 
 
 @dataclass
@@ -103,6 +109,14 @@ def rollout_loss(predicted: torch.Tensor, target: torch.Tensor, start: torch.Ten
     error = (norm.normalize(predicted) - target_n).pow(2).sum((-2, -1))
     change = (target_n - norm.normalize(start).unsqueeze(1)).pow(2).sum((-2, -1))
     return (error / change).mean()
+
+
+def spectrum_loss(predicted: torch.Tensor, target: torch.Tensor, grid) -> torch.Tensor:
+    """``mean_k (log E_pred(k) - log E_target(k))^2`` over shells ``k = 1..n/4``, snapshots and
+    batch (``[B, K, n, n]``): the energy spectrum the ensemble statistics report."""
+    kept = slice(1, grid.n // 4 + 1)
+    ratio = energy_spectrum(predicted, grid)[..., kept] / energy_spectrum(target, grid)[..., kept]
+    return torch.log(ratio).pow(2).mean()
 
 
 def log_path(out: Path) -> Path:
@@ -171,7 +185,10 @@ def _optimise(model: nn.Module, rollout: CoupledRollout, trajectories: torch.Ten
             start = torch.randint(0, snapshots - settings.intervals, (settings.batch,), generator=generator)
             w0 = trajectories[traj, start]
             target = torch.stack([trajectories[traj, start + j + 1] for j in range(settings.intervals)], 1)
-            loss = rollout_loss(rollout(w0, settings.intervals, generator), target, w0, rollout.vorticity_norm)
+            predicted = rollout(w0, settings.intervals, generator)
+            loss = rollout_loss(predicted, target, w0, rollout.vorticity_norm)
+            if settings.spectrum_weight > 0:
+                loss = loss + settings.spectrum_weight * spectrum_loss(predicted, target, rollout.sim.equation.grid)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

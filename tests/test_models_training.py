@@ -4,6 +4,7 @@ closures do not depend on batching, and the CLI reports bad input on one line.""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -219,3 +220,14 @@ def test_finetune_refuses_pcdm_an_existing_out_and_a_refresh_that_does_not_divid
     with pytest.raises(UserError, match="must divide"):
         finetune(tmp_path / "flow.safetensors", config(), dataset, tmp_path / "x.safetensors",
                  FinetuneSettings(iterations=1, intervals=1, batch=2, closure_every=3), progress=False)
+
+
+def test_spectrum_loss_is_the_mean_squared_log_ratio_of_shell_energies():
+    from models.aposteriori import spectrum_loss
+    from solvers.grid import SpectralGrid
+    from solvers.initial import gaussian_random_field
+
+    grid = SpectralGrid(16, dtype=torch.float64)
+    w = gaussian_random_field(grid, MemberRandom([1, 2, 3])).reshape(1, 3, 16, 16)
+    assert spectrum_loss(w, w, grid).item() == 0.0
+    assert spectrum_loss(2 * w, w, grid).item() == pytest.approx(math.log(4.0) ** 2, rel=1e-12)

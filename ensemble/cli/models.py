@@ -58,12 +58,14 @@ def finetune_command(
     closure_every: int = typer.Option(FinetuneSettings.closure_every, "--closure-every", min=1,
                                       help="Steps between closure samples in the rollouts (held in between)."),
     seed: int = typer.Option(FinetuneSettings.seed, "--seed", help="Seed of start states and closure noise."),
+    spectrum_weight: float = typer.Option(FinetuneSettings.spectrum_weight, "--spectrum-weight", min=0.0,
+                                          help="Weight of the log energy-spectrum mismatch (shells 1..n/4) in the loss."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with the loss."),
 ) -> None:
     """Fine-tune a latent closure a posteriori: through the coarse solver, against the training trajectories."""
     cfg = load_config(config)
-    settings = FinetuneSettings(iterations, intervals, batch, lr, closure_every, seed)
+    settings = FinetuneSettings(iterations, intervals, batch, lr, closure_every, seed, spectrum_weight)
     path = finetune(checkpoint, cfg, data or Path(cfg.data.path), out, settings, overwrite=overwrite, progress=progress)
     typer.echo(f"wrote {path}")
 
