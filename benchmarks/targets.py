@@ -55,6 +55,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,7 @@ def launches(first_wall_s: float, repeats: int) -> int:
     return max(repeats, SHORT_REPEATS) if first_wall_s < SHORT_S else repeats
 
 
+@lru_cache(maxsize=None)
 def reference_spectrum(final_time: float) -> np.ndarray:
     """Mean energy spectrum of the reference trajectories at ``final_time``, ``[n//2+1]``."""
     data = read_dataset(REFERENCE, split="test")
