@@ -112,3 +112,13 @@ def test_npy_initial_condition_of_wrong_grid(ensemble_setup, tmp_path):
     assert result.exit_code == 0, result.output  # an .npy field sets the grid of the run
     message = user_error(invoke("resume", tmp_path / "nothing"))
     assert "not an ensemble run directory" in message
+
+
+def test_closure_every_option_sets_the_coupling(ensemble_setup, finished_run, tmp_path):
+    from ensemble.manifest import Manifest
+
+    result = invoke("launch", ensemble_setup, "--out", tmp_path / "r", *TINY, "--closure-every", "3")
+    assert result.exit_code == 0, result.output
+    run, default = Manifest.load(tmp_path / "r"), Manifest.load(finished_run)
+    assert run.config["coupling"]["closure_every"] == 3 != default.config["coupling"]["closure_every"]
+    assert run.run_id != default.run_id  # the coupling determines the members' results

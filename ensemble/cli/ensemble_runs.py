@@ -21,6 +21,9 @@ def launch(
     gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", min=0.0, help="GPUs per actor (fractional ok)"),
     closure: Optional[str] = typer.Option(None, "--closure", help="none | smagorinsky | dynamic-smagorinsky | CHECKPOINT"),
     closure_mode: Optional[str] = typer.Option(None, "--closure-mode", help="per-actor | shared"),
+    closure_every: Optional[int] = typer.Option(
+        None, "--closure-every", min=1,
+        help="solver steps per closure sample, held in between (default: [coupling].closure_every)"),
     init: Optional[str] = typer.Option(None, "--init", help="dataset | random | FIELD.npy"),
     data: Optional[str] = typer.Option(None, "--data", help="dataset for initial conditions and reference"),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="end time (default: start + [ensemble].duration)"),
@@ -41,6 +44,7 @@ def launch(
         "ensemble.closure": closure, "ensemble.closure_mode": closure_mode, "ensemble.init": init,
         "ensemble.data": data, "ensemble.t_end": t_end, "ensemble.output_interval": output_interval,
         "ensemble.seed": seed, "ensemble.chunk_size": chunk_size, "ensemble.snapshots": snapshots,
+        "coupling.closure_every": closure_every,
     }
     summary = launch_run(config, out, overrides, address=address, in_process=in_process, dashboard=dashboard,
                          progress=progress)
