@@ -4,14 +4,15 @@ Two designs of the same map (the paper's 64^2 -> 16^2, one latent channel = 16x 
 
 * ``upsample``: two stride-2 convolution stages down; up, nearest upsampling followed by a
   convolution at 2x and 4x the latent resolution (the paper's layout; transposed convolutions
-  take a slow path on CPU, so upsample + convolution replaces them);
+  take a slow path on CPU, so upsample + convolution replaces them; the pair is computed at the
+  low resolution, :class:`~models.circular_conv.UpsampledConv2d`);
 * ``subpixel``: every convolution at the latent resolution. The encoder folds each 4x4 block
   of the field into 16 channels (space-to-depth, ``PixelUnshuffle``); the decoder's last
   convolution emits 16 channels that unfold into the 4x4 blocks (``PixelShuffle``, Shi et al.
   2016). At the same width it costs ~1/16 of the convolutions at full resolution, which
   dominate the ``upsample`` decoder.
 
-Every convolution uses circular padding, so the latent of a periodic field is periodic (a shift
+Every 3x3 convolution is a :class:`~models.circular_conv.CircularConv2d` (circular padding), so the latent of a periodic field is periodic (a shift
 of the field by 4 cells shifts the latent by one) and a spectral (FNO) network can act on it.
 """
 
@@ -22,13 +23,15 @@ from typing import Literal
 import torch
 from torch import nn
 
+from models.circular_conv import CircularConv2d, UpsampledConv2d
+
 Architecture = Literal["upsample", "subpixel"]
 ARCHITECTURES: tuple[str, ...] = ("upsample", "subpixel")
 FACTOR = 4  # n -> n / 4 per direction
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, padding_mode="circular")
+    return CircularConv2d(cin, cout, stride)
 
 
 def encoder_layers(architecture: Architecture, channels: int, latent_channels: int) -> nn.Sequential:
@@ -60,12 +63,14 @@ def decoder_layers(architecture: Architecture, channels: int, latent_channels: i
             _conv(channels, FACTOR**2),
             nn.PixelShuffle(FACTOR),
         )
+    # Nearest x2 upsampling is fused into the convolution after it (UpsampledConv2d, the same
+    # map); the Identity layers keep the layer indices, hence the checkpoint keys, of that layout.
     return nn.Sequential(
         _conv(latent_channels, channels), nn.SiLU(),
-        nn.Upsample(scale_factor=2, mode="nearest"),
-        _conv(channels, channels), nn.SiLU(),
-        nn.Upsample(scale_factor=2, mode="nearest"),
-        _conv(channels, channels), nn.SiLU(),
+        nn.Identity(),
+        UpsampledConv2d(channels, channels), nn.SiLU(),
+        nn.Identity(),
+        UpsampledConv2d(channels, channels), nn.SiLU(),
         _conv(channels, 1),
     )
 

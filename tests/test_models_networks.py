@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from models.autoencoder import Autoencoder
+from models.circular_conv import CircularConv2d, UpsampledConv2d
 from models.fno import ConditionalFNO, SpectralConv2d
 
 
@@ -144,3 +145,37 @@ def test_dft_matrix_path_equals_fft_path(n, modes):
     (g_dft,) = torch.autograd.grad((dft**2).sum(), layer.weight)
     (g_fft,) = torch.autograd.grad((fft**2).sum(), layer.weight)
     assert torch.allclose(g_dft, g_fft, atol=1e-10)
+
+
+def _reference_conv(conv: torch.nn.Conv2d) -> torch.nn.Conv2d:
+    """A plain ``nn.Conv2d`` (circular) with ``conv``'s parameters."""
+    plain = torch.nn.Conv2d(conv.in_channels, conv.out_channels, 3, stride=conv.stride, padding=1,
+                            padding_mode="circular").to(conv.weight.dtype)
+    plain.load_state_dict(conv.state_dict())
+    return plain
+
+
+@pytest.mark.parametrize("out_channels, stride, shape", [(1, 1, (6, 10)), (3, 1, (8, 8)), (5, 2, (8, 12))])
+def test_circular_conv_is_the_plain_convolution(out_channels, stride, shape):
+    """Values and weight gradients, the tap-sum path (1 output channel) and F.conv2d alike."""
+    torch.manual_seed(0)
+    conv = CircularConv2d(4, out_channels, stride).double()
+    plain = _reference_conv(conv)
+    h = torch.randn(3, 4, *shape, dtype=torch.float64)
+    torch.testing.assert_close(conv(h), plain(h), rtol=1e-12, atol=1e-12)
+    conv(h).square().sum().backward()
+    plain(h).square().sum().backward()
+    torch.testing.assert_close(conv.weight.grad, plain.weight.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("out_channels, shape", [(1, (4, 4)), (3, (5, 7))])
+def test_upsampled_conv_is_nearest_upsampling_then_the_convolution(out_channels, shape):
+    torch.manual_seed(1)
+    conv = UpsampledConv2d(2, out_channels).double()
+    plain = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"), _reference_conv(conv))
+    h = torch.randn(2, 2, *shape, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(conv(h), plain(h), rtol=1e-12, atol=1e-12)
+    grad_new = torch.autograd.grad(conv(h).sin().sum(), (h, conv.weight))
+    grad_ref = torch.autograd.grad(plain(h).sin().sum(), (h, plain[1].weight))
+    for new, ref in zip(grad_new, grad_ref):
+        torch.testing.assert_close(new, ref, rtol=1e-10, atol=1e-10)
