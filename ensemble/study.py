@@ -144,8 +144,8 @@ def score_run(results: RunResults, reference: Any, method: str, wall_s: float, w
 
 def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods: Sequence[str] = METHODS,
               data: str | None = None, duration: float | None = None, seed: int | None = None,
-              in_process: bool = True, address: str | None = None, progress: bool = True,
-              echo: Callable[[str], None] = logger.info) -> StudyResult:
+              closure_every: int | None = None, in_process: bool = True, address: str | None = None,
+              progress: bool = True, echo: Callable[[str], None] = logger.info) -> StudyResult:
     """Run every applicable method on the same initial conditions and write the comparison."""
     out = Path(out)
     _check_out(out)
@@ -153,7 +153,7 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
     if data is not None:  # absolute in the manifests, so that reports work from any directory
         data = str(Path(data).resolve())
     overrides = {"ensemble.members": members, "ensemble.init": "dataset", "ensemble.data": data,
-                 "ensemble.duration": duration, "ensemble.seed": seed}
+                 "ensemble.duration": duration, "ensemble.seed": seed, "coupling.closure_every": closure_every}
     cfg: ProjectConfig = load_config(config, overrides)
     if duration is not None:  # an explicit duration replaces the config's absolute end time
         cfg = cfg.model_copy(update={"ensemble": cfg.ensemble.model_copy(update={"t_end": None})})

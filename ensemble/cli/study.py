@@ -21,6 +21,9 @@ def study(
     duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="simulated time span "
                                              "(default: the config's ensemble.duration)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="run seed (same for every method)"),
+    closure_every: Optional[int] = typer.Option(
+        None, "--closure-every", min=1,
+        help="solver steps per closure sample, held in between (default: [coupling].closure_every)"),
     ray: bool = typer.Option(False, "--ray/--in-process", help="run each ensemble on Ray (default: in this process)"),
     address: Optional[str] = typer.Option(None, "--address", help="with --ray: auto or HOST:PORT of a cluster"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
@@ -30,7 +33,8 @@ def study(
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_study(config, out, members=members, methods=chosen, data=data, duration=duration, seed=seed,
-                       in_process=not ray, address=address, progress=progress, echo=typer.echo)
+                       closure_every=closure_every, in_process=not ray, address=address, progress=progress,
+                       echo=typer.echo)
     typer.echo("")
     typer.echo(result.table.read_text())
     typer.echo(f"study written to {result.out}: study.md, study.json, study_spectra.png, study_errors.png, runs/")
