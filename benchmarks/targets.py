@@ -36,7 +36,9 @@ the finest lag at which the closure's own time correlation can be measured. That
 (``closure_lag_correlation``, from the reference's exact closure) and a sweep of the refresh
 interval (``coupling_sweep``: 5, 25, 50, 100 steps for the subpixel flow model, cost, error and
 spectrum over 0.5 and ``LONG_HORIZON`` time units) are reported with the table, so the choice
-can be judged on the figures. Flow matching is measured twice: the shipped ``flow.safetensors`` (the
+can be judged on the figures.
+
+Flow matching is measured twice: the shipped ``flow.safetensors`` (the
 paper's ``upsample`` autoencoders, better calibrated) and ``subpixel/flow.safetensors`` (every
 autoencoder convolution at the latent resolution: cheaper, but under-dispersed a priori, see
 ``checkpoints/small/README.md``). Beside 4d, the same ensemble run for ``LONG_HORIZON`` (2) time
