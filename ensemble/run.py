@@ -587,6 +587,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _closure_text(config: dict[str, Any]) -> str:
+    closure = config["ensemble"]["closure"]
+    return closure if closure == "none" else f"{closure} (sampled every {config['coupling']['closure_every']} steps)"
+
+
 def status_text(out: str | Path) -> str:
     """Human-readable progress and failures of a run directory."""
     m = Manifest.load(out)
@@ -596,7 +601,7 @@ def status_text(out: str | Path) -> str:
         f"members: {m.members_with('done')}/{total} done, {m.members_with('failed')} failed, "
         f"{m.members_with('pending')} pending ({len(m.chunks)} chunks)",
         f"time span: {m.plan['t0']:g} -> {m.plan['t_end']:g}, {len(m.plan['times'])} outputs, "
-        f"grid {m.plan['n']}, model {m.plan['model']}, closure {m.config['ensemble']['closure']}",
+        f"grid {m.plan['n']}, model {m.plan['model']}, closure {_closure_text(m.config)}",
         f"statistics flushes: {m.flushes}, last update {m.updated}",
         f"blow-ups: {len(m.blowups)}",
     ]

@@ -122,3 +122,4 @@ def test_closure_every_option_sets_the_coupling(ensemble_setup, finished_run, tm
     run, default = Manifest.load(tmp_path / "r"), Manifest.load(finished_run)
     assert run.config["coupling"]["closure_every"] == 3 != default.config["coupling"]["closure_every"]
     assert run.run_id != default.run_id  # the coupling determines the members' results
+    assert "(sampled every 3 steps)" in invoke("status", tmp_path / "r").output
