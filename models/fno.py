@@ -99,7 +99,9 @@ class SpectralConv2d(nn.Module):
         return self._bases[key]
 
     def _mixing_matrix(self, mx: int, my: int) -> torch.Tensor:
-        """Per-mode channel mixing ``[R | S]`` as real ``[K, in, 2 out]`` (``R + iS`` the complex weight).
+        """Per-mode channel mixing as the real block matrix ``[[R, S], [-S, R]]``, ``[K, 2 in, 2 out]``
+        (``R + iS`` the complex weight): ``[a | b] @ it = [aR - bS | aS + bR]``, the real and
+        imaginary parts of ``(a + ib)(R + iS)``.
 
         Weights do not change without autograd, so the matrix is cached then (keyed by the
         weight's version counter, which every in-place update bumps).
@@ -109,7 +111,8 @@ class SpectralConv2d(nn.Module):
             return self._mixing_cache[1]
         kept = torch.cat([self.weight[0, :, :, :mx, :my], self.weight[1, :, :, :mx, :my]], dim=2)  # [in, out, 2mx, my, 2]
         kept = kept.reshape(self.in_channels, self.out_channels, -1, 2).permute(2, 0, 1, 3)  # [K, in, out, 2]
-        matrix = torch.cat([kept[..., 0], kept[..., 1]], dim=2).contiguous()
+        real, imag = kept[..., 0], kept[..., 1]
+        matrix = torch.cat([torch.cat([real, imag], dim=2), torch.cat([-imag, real], dim=2)], dim=1).contiguous()
         if not torch.is_grad_enabled():
             self._mixing_cache = (key, matrix)
         return matrix
@@ -118,21 +121,18 @@ class SpectralConv2d(nn.Module):
         """DFT-matrix path: ``a + ib = F h`` per mode, ``(a + ib)(R + iS)``, real inverse.
 
         Laid out for few, large matrix products: the forward DFT is one ``[2K, N] @ [N, B in]``
-        product (transposed operand, no copy); real and imaginary parts are stacked along the
-        batch so one batched product ``[K, 2B, in] @ [K, in, 2 out]`` gives
-        ``[aR | aS]`` and ``[bR | bS]``; ``Re = aR - bS``, ``Im = aS + bR`` are written
-        mode-major so that the inverse is again one product with a transposed operand.
+        product (transposed operand, no copy); ``[a | b]`` per mode, ``[K, B, 2 in]``, times the
+        block mixing matrix gives ``[Re | Im]`` in one batched product; rewritten part- and
+        mode-major, the inverse is again one product with a transposed operand.
         """
         b, cin, nx, ny = h.shape
         mx, my = self._kept(nx, ny)
         forward, inverse = self._basis(nx, ny, h.device, h.dtype)  # [2K, N], [2K, N]
         k, cout = 2 * mx * my, self.out_channels
         coef = torch.mm(forward, h.reshape(b * cin, nx * ny).T).view(2, k, b, cin)  # (re, im) x K x B x in
-        products = torch.bmm(torch.cat([coef[0], coef[1]], dim=1), self._mixing_matrix(mx, my))  # [K, 2B, 2 out]
-        (a_r, a_s), (b_r, b_s) = products[:, :b].split(cout, -1), products[:, b:].split(cout, -1)
-        mixed = torch.stack([a_r - b_s, a_s + b_r])  # [2, K, B, out]
-        return torch.mm(mixed.view(2 * k, b * cout).T, inverse).view(b, cout, nx, ny)
-
+        mixed = torch.bmm(torch.cat([coef[0], coef[1]], dim=2), self._mixing_matrix(mx, my))  # [K, B, 2 out]
+        mixed = mixed.view(k, b, 2, cout).permute(2, 0, 1, 3).reshape(2 * k, b * cout)  # (re, im) x K, B out
+        return torch.mm(mixed.T, inverse).view(b, cout, nx, ny)
 
 def pointwise(conv: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution as one batched product ``W h + b``: ``[B, in, nx, ny] -> [B, out, nx, ny]``.
