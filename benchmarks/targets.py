@@ -142,6 +142,8 @@ def run_ensemble(workdir: Path, label: str, closure: str, args, closure_every: i
         "closure": closure,
         "wall_s": wall,
         "compute_s": statistics.median(computes),
+        "compute_span_s": (min(computes), max(computes)),
+        "wall_span_s": (min(walls), max(walls)),
         "startup_s": statistics.median(startups),
         "repeats": len(walls),
         "rel_error": float(final["rel_error_mean"].mean()),
@@ -219,8 +221,8 @@ def coupling_sweep(workdir: Path, runs: dict, long_run: dict, args, long_args, d
     return rows
 
 
-def time_dns(args) -> float:
-    """Median wall time of the DNS (n_fine, full equations) of the same members and span.
+def time_dns(args) -> tuple[float, tuple[float, float]]:
+    """Median and (min, max) wall time of the DNS (n_fine, full equations) of the same members and span.
 
     Without the stochastic forcing: its per-member random streams cost ~3x a deterministic
     step here (benchmarks/solver.md), so a deterministic DNS is the fair, lower-bound cost.
@@ -238,7 +240,7 @@ def time_dns(args) -> float:
         walls.append(time.perf_counter() - start)
     wall = statistics.median(walls)
     print(f"  {'DNS ' + str(cfg.data.n_fine) + '^2':28s} wall {wall:8.2f} s  (median of {len(walls)})", flush=True)
-    return wall
+    return wall, (min(walls), max(walls))
 
 
 def platform_cores() -> int:
@@ -246,10 +248,19 @@ def platform_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def target(name: str, measured: float, goal: float, higher_is_better: bool, **accuracy: Any) -> dict[str, Any]:
+def target(name: str, measured: float, goal: float, higher_is_better: bool,
+           spread: tuple[float, float] | None = None, **accuracy: Any) -> dict[str, Any]:
+    """One row: ``measured`` (a ratio of medians) against ``goal``; ``spread`` the (lowest,
+    highest) ratio the repeated launches allow (:func:`ratio_spread`), beside it."""
     passed = measured >= goal if higher_is_better else measured <= goal
-    return {"name": name, "measured": round(measured, 3), "target": goal,
+    return {"name": name, "measured": round(measured, 3),
+            "range": None if spread is None else [round(spread[0], 3), round(spread[1], 3)], "target": goal,
             "direction": ">=" if higher_is_better else "<=", "pass": bool(passed), **accuracy}
+
+
+def ratio_spread(numerator: tuple[float, float], denominator: tuple[float, float]) -> tuple[float, float]:
+    """(lowest, highest) of ``a / b`` over the launches' ``(min, max)`` of ``a`` and of ``b``."""
+    return numerator[0] / denominator[1], numerator[1] / denominator[0]
 
 
 def accuracy_ok(run: dict, baseline: dict, factor: float = 1.2) -> bool:
@@ -292,7 +303,7 @@ def main() -> None:
              for label, a in (("short", args), ("long", long_args))} if APOSTERIORI.is_file() else None
     k_half = n // 4  # half the coarse Nyquist wavenumber n/2
     sweep = coupling_sweep(workdir, runs, long_run, args, long_args, cfg.solver.dt, k_half)
-    dns_wall = time_dns(args)
+    dns_wall, dns_span = time_dns(args)
 
     bench_solver = load_solver_benchmark()
     solver = bench_solver.measure(64, 64, "cpu", repeats=7, budget=6.0)
@@ -314,32 +325,44 @@ def main() -> None:
     fast_flow = runs["flow-subpixel"]
     errors = {f"rel_error_{k.replace('-', '_')}": round(v["rel_error"], 4) for k, v in runs.items()}
     cost = {k: v["compute_s"] for k, v in runs.items()}
+    span = {k: v["compute_span_s"] for k, v in runs.items()}
     targets = [
         target("1. joint L-CDM rollout speed-up over P-CDM", cost["pcdm"] / cost["joint-lcdm"], 10, True,
+               spread=ratio_spread(span["pcdm"], span["joint-lcdm"]),
                accuracy_ok=accuracy_ok(joint, pcdm), rel_error_joint_lcdm=round(joint["rel_error"], 4),
                rel_error_pcdm=round(pcdm["rel_error"], 4)),
         target("2a. latent flow matching (upsample AE) rollout speed-up over P-CDM", cost["pcdm"] / cost["flow"], 50, True,
+               spread=ratio_spread(span["pcdm"], span["flow"]),
                accuracy_ok=accuracy_ok(flow, pcdm), rel_error_flow=round(flow["rel_error"], 4),
                rel_error_pcdm=round(pcdm["rel_error"], 4)),
         target("2b. latent flow matching (subpixel AE) rollout speed-up over P-CDM", cost["pcdm"] / cost["flow-subpixel"],
-               50, True, accuracy_ok=accuracy_ok(fast_flow, pcdm), rel_error_flow_subpixel=round(fast_flow["rel_error"], 4),
+               50, True, spread=ratio_spread(span["pcdm"], span["flow-subpixel"]),
+               accuracy_ok=accuracy_ok(fast_flow, pcdm), rel_error_flow_subpixel=round(fast_flow["rel_error"], 4),
                rel_error_pcdm=round(pcdm["rel_error"], 4)),
-        target("3a. closure overhead, joint L-CDM / no closure", cost["joint-lcdm"] / cost["none"], 5, False),
-        target("3b. closure overhead, flow matching (upsample AE) / no closure", cost["flow"] / cost["none"], 5, False),
-        target("3c. closure overhead, flow matching (subpixel AE) / no closure", cost["flow-subpixel"] / cost["none"], 5, False),
+        target("3a. closure overhead, joint L-CDM / no closure", cost["joint-lcdm"] / cost["none"], 5, False,
+               spread=ratio_spread(span["joint-lcdm"], span["none"])),
+        target("3b. closure overhead, flow matching (upsample AE) / no closure", cost["flow"] / cost["none"], 5, False,
+               spread=ratio_spread(span["flow"], span["none"])),
+        target("3c. closure overhead, flow matching (subpixel AE) / no closure", cost["flow-subpixel"] / cost["none"], 5, False,
+               spread=ratio_spread(span["flow-subpixel"], span["none"])),
         target("4a. DNS / joint L-CDM ensemble cost", dns_wall / cost["joint-lcdm"], 10, True,
+               spread=ratio_spread(dns_span, span["joint-lcdm"]),
                spectrum_max_rel_error=round(spectrum_error(joint, k_half), 3), spectrum_ok=spectrum_error(joint, k_half) <= 0.1),
         target("4b. DNS / flow-matching (upsample AE) ensemble cost", dns_wall / cost["flow"], 10, True,
+               spread=ratio_spread(dns_span, span["flow"]),
                spectrum_max_rel_error=round(spectrum_error(flow, k_half), 3), spectrum_ok=spectrum_error(flow, k_half) <= 0.1),
         *[target(f"3{letter}. closure overhead, {name} every {SPARSE_EVERY} steps / no closure",
                  cost[f"{label}, every {SPARSE_EVERY}"] / cost["none"], 5, False,
+                 spread=ratio_spread(span[f"{label}, every {SPARSE_EVERY}"], span["none"]),
                  error_vs_every_5=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"] / runs[label]["rel_error"], 3))
           for letter, label, name in (("d", "joint-lcdm", "joint L-CDM"), ("e", "flow", "flow matching (upsample AE)"),
                                       ("f", "flow-subpixel", "flow matching (subpixel AE)"))],
         target("4c. DNS / flow-matching (subpixel AE) ensemble cost", dns_wall / cost["flow-subpixel"], 10, True,
+               spread=ratio_spread(dns_span, span["flow-subpixel"]),
                spectrum_max_rel_error=round(spectrum_error(fast_flow, k_half), 3), spectrum_ok=spectrum_error(fast_flow, k_half) <= 0.1),
         target(f"4d. DNS / flow-matching (subpixel AE) every {SPARSE_EVERY} steps ensemble cost",
                dns_wall / cost[f"flow-subpixel, every {SPARSE_EVERY}"], 10, True,
+               spread=ratio_spread(dns_span, span[f"flow-subpixel, every {SPARSE_EVERY}"]),
                spectrum_max_rel_error=round(spectrum_error(runs[f"flow-subpixel, every {SPARSE_EVERY}"], k_half), 3),
                spectrum_ok=spectrum_error(runs[f"flow-subpixel, every {SPARSE_EVERY}"], k_half) <= 0.1,
                spectrum_max_rel_error_after_2_units=round(spectrum_error(long_run, k_half), 3),
@@ -351,7 +374,8 @@ def main() -> None:
                    "aposteriori_rel_error_after_2_units": round(tuned["long"]["rel_error"], 4)})),
         target("5. coarse step / FFT time, 64^2 x 64 members", solver["step_s"] / solver["fft_s"], 1.5, False),
         target("6. Ray 1 actor / in-process wall time", ray_runs["1 actor"]["wall_s"] / ray_runs["in-process"]["wall_s"],
-               1.2, False, two_actor_speedup=round(ray_runs["1 actor"]["wall_s"] / ray_runs["2 actors"]["wall_s"], 3),
+               1.2, False, spread=ratio_spread(ray_runs["1 actor"]["wall_span_s"], ray_runs["in-process"]["wall_span_s"]),
+               two_actor_speedup=round(ray_runs["1 actor"]["wall_s"] / ray_runs["2 actors"]["wall_s"], 3),
                startup_s_1_actor=round(ray_runs["1 actor"]["startup_s"], 2),
                ratio_after_startup=round((ray_runs["1 actor"]["wall_s"] - ray_runs["1 actor"]["startup_s"])
                                          / ray_runs["in-process"]["wall_s"], 3)),
@@ -380,16 +404,18 @@ def markdown(results: dict[str, Any]) -> str:
         f"Ensemble: {results['settings']['members']} members, {results['settings']['duration']} time units, "
         f"small preset, in-process; every measurement on {THREADS} torch thread (per-core costs); "
         f"times are medians of {results['settings']['repeats']} launches (one for launches over {LONG_S:g} s, "
-        f"{SHORT_REPEATS} for launches under {SHORT_S:g} s); "
+        f"{SHORT_REPEATS} for launches under {SHORT_S:g} s); the range is the lowest and highest ratio "
+        "those launches allow (fastest against slowest); "
         "errors are the final-time relative error of the ensemble mean.",
         "",
-        "| target | measured | goal | pass | accuracy |",
-        "|---|---|---|---|---|",
+        "| target | measured | range over launches | goal | pass | accuracy |",
+        "|---|---|---|---|---|---|",
     ]
     for t in results["targets"]:
-        extra = {k: v for k, v in t.items() if k not in ("name", "measured", "target", "direction", "pass")}
+        extra = {k: v for k, v in t.items() if k not in ("name", "measured", "range", "target", "direction", "pass")}
         acc = ", ".join(f"{k} {v}" for k, v in extra.items())
-        lines.append(f"| {t['name']} | {t['measured']} | {t['direction']} {t['target']} | "
+        spread = "-" if t["range"] is None else f"{t['range'][0]}–{t['range'][1]}"
+        lines.append(f"| {t['name']} | {t['measured']} | {spread} | {t['direction']} {t['target']} | "
                      f"{'pass' if t['pass'] else 'FAIL'} | {acc} |")
     walls = ", ".join(f"{k} {v} s" for k, v in results["walls_s"].items())
     integration = ", ".join(f"{k} {v} s" for k, v in results["integration_s"].items())
