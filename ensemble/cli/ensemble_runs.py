@@ -7,6 +7,8 @@ from typing import Optional
 
 import typer
 
+from ensemble.cli.options import CLOSURE_EVERY
+
 ensemble_app = typer.Typer(help="Ray ensembles of closure-corrected coarse runs, streaming statistics to Parquet.",
                            no_args_is_help=True)
 
@@ -21,9 +23,7 @@ def launch(
     gpus_per_actor: Optional[float] = typer.Option(None, "--gpus-per-actor", min=0.0, help="GPUs per actor (fractional ok)"),
     closure: Optional[str] = typer.Option(None, "--closure", help="none | smagorinsky | dynamic-smagorinsky | CHECKPOINT"),
     closure_mode: Optional[str] = typer.Option(None, "--closure-mode", help="per-actor | shared"),
-    closure_every: Optional[int] = typer.Option(
-        None, "--closure-every", min=1,
-        help="solver steps per closure sample, held in between (default: [coupling].closure_every)"),
+    closure_every: Optional[int] = CLOSURE_EVERY,
     init: Optional[str] = typer.Option(None, "--init", help="dataset | random | FIELD.npy"),
     data: Optional[str] = typer.Option(None, "--data", help="dataset for initial conditions and reference"),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="end time (default: start + [ensemble].duration)"),

@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from ensemble.cli.options import CLOSURE_EVERY
 from ensemble.study import METHODS
 
 
@@ -21,9 +22,7 @@ def study(
     duration: Optional[float] = typer.Option(None, "--duration", min=0.0, help="simulated time span "
                                              "(default: the config's ensemble.duration)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="run seed (same for every method)"),
-    closure_every: Optional[int] = typer.Option(
-        None, "--closure-every", min=1,
-        help="solver steps per closure sample, held in between (default: [coupling].closure_every)"),
+    closure_every: Optional[int] = CLOSURE_EVERY,
     ray: bool = typer.Option(False, "--ray/--in-process", help="run each ensemble on Ray (default: in this process)"),
     address: Optional[str] = typer.Option(None, "--address", help="with --ray: auto or HOST:PORT of a cluster"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
