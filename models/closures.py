@@ -81,7 +81,7 @@ def load_closure(
             with a :class:`~solvers.errors.UserError`.
         tune_malloc: raise glibc's mmap/trim thresholds (:func:`solvers.allocator.tune_allocator`,
             process-wide, ~2x faster sampling on CPU).
-        **sampler_overrides: ``sampler`` (euler_maruyama | heun), ``steps``, ``t_max``,
+        **sampler_overrides: ``sampler`` (euler_maruyama | ancestral | heun), ``steps``, ``t_max``,
             ``t_min``, ``flow_steps``; defaults come from the checkpoint's [model] section.
     """
     if tune_malloc:

@@ -16,7 +16,7 @@ from models.autoencoder import Architecture
 from solvers.config import Section
 
 Method = Literal["pcdm", "lcdm", "joint-lcdm", "flow"]
-SamplerName = Literal["euler_maruyama", "heun"]
+SamplerName = Literal["euler_maruyama", "ancestral", "heun"]
 METHODS: tuple[str, ...] = ("pcdm", "lcdm", "joint-lcdm", "flow")
 
 
@@ -43,7 +43,7 @@ class ModelSection(Section):
     whiten_strength: float = Field(1.0, gt=0, le=1, description="exponent of the whitening gain (1 = equal per-mode variance)")
     # VE SDE and samplers.
     sde_sigma: float = Field(30.0, gt=1, description="VE SDE scale s: g(t) = s^t")
-    sampler: SamplerName = Field("euler_maruyama", description="score sampler: euler_maruyama or heun")
+    sampler: SamplerName = Field("euler_maruyama", description="score sampler: euler_maruyama, ancestral or heun")
     sampler_steps: int = Field(10, ge=1, description="sampler steps (Karras rho=7 grid)")
     t_max: float = Field(0.4, gt=0, le=1, description="truncated start time of the reverse SDE")
     t_min: float = Field(1e-3, gt=0, description="last time of the reverse SDE")

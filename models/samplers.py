@@ -3,6 +3,10 @@
 * :func:`euler_maruyama` (the paper's sampler): the reverse SDE
   ``dx = -g(t)^2 score(x, t) dt + g(t) dW``, discretised on a decreasing time grid, returning
   the drift-only mean of the last step (Song et al. 2021, Algorithm "Euler-Maruyama").
+* :func:`ancestral`: the same reverse process with each step's Gaussian transition, its variance
+  including the uncertainty of the denoised estimate (Analytic-DPM, Bao et al. 2022, for the VE
+  kernel): exact for Gaussian data at any number of steps, where Euler-Maruyama's variance
+  overshoots on coarse grids and plain ancestral sampling (Song et al. 2021) falls short.
 * :func:`heun_pf_ode`: the probability-flow ODE ``dx/dsigma = -sigma score(x, sigma)``
   with Heun's second-order method and a final Euler step to ``sigma = 0`` (Karras et al.
   2022, Algorithm 1, deterministic, ``2 N - 1`` score calls for ``N`` steps).
@@ -83,6 +87,43 @@ def euler_maruyama(
 
 
 @torch.no_grad()
+def ancestral(
+    score_fn: ScoreFn,
+    x_T: torch.Tensor,
+    times: torch.Tensor,
+    noise: NoiseFn,
+    sde: VESDE,
+) -> torch.Tensor:
+    """Ancestral sampling of the reverse VE process from ``times[0]`` to ``times[-1]``; returns ``[B, ...]``.
+
+    Each step draws from the Gaussian approximation of ``p(x_{i+1} | x_i)`` whose mean and
+    variance follow from the forward kernel ``x_t = x_0 + sigma_t z``. With ``s = sigma(t_i)``,
+    ``s' = sigma(t_{i+1})``, ``r = s'^2 / s^2`` and ``score = score(x, t_i)``:
+
+        mean = x + (s^2 - s'^2) score                  (= r x + (1 - r) E[x_0 | x])
+        var  = s'^2 (1 - r) + (1 - r)^2 gamma,   gamma = max(s^2 - s^4 <score^2>, 0)
+        x    = mean + sqrt(var) z
+
+    ``gamma`` estimates ``Var(x_0 | x)`` per member from ``<score^2>``, the mean of
+    ``score^2`` over the member's entries (Tweedie: ``E tr Cov(x_0 | x_t) = d s^2 - s^4
+    E |score|^2``; Bao et al. 2022, Analytic-DPM). For Gaussian data with the exact score every
+    step is exact, so the result has the ``times[-1]`` marginal at any number of steps; the
+    drift is Euler-Maruyama's with ``g^2 dt`` integrated exactly. ``len(times) - 1`` score calls.
+    """
+    sigmas = [float(v) for v in sde.sigma(times.to(torch.float64))]
+    x = x_T
+    for i in range(len(times) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        score = score_fn(x, _batch_time(float(times[i]), x))
+        keep = 1.0 - (s_next / s) ** 2  # 1 - r
+        mean_square = score.square().flatten(1).mean(1)  # [B]
+        gamma = s * s - s**4 * mean_square
+        std = (s_next * s_next * keep + keep * keep * gamma).clamp_min(0.0).sqrt().reshape(-1, *([1] * (x.dim() - 1)))
+        x = x + (s * s - s_next * s_next) * score + std * noise(x)
+    return x
+
+
+@torch.no_grad()
 def heun_pf_ode(
     score_fn: ScoreFn,
     x_T: torch.Tensor,
@@ -115,13 +156,13 @@ def heun_pf_ode(
     return x + sigmas[-1] ** 2 * score_fn(x, _batch_time(float(times[-1]), x))
 
 
-SAMPLERS = {"euler_maruyama": euler_maruyama, "heun": heun_pf_ode}
+SAMPLERS = {"euler_maruyama": euler_maruyama, "ancestral": ancestral, "heun": heun_pf_ode}
 
 
 def sampler_times(sampler: str, sde: VESDE, t_max: float, t_min: float, steps: int) -> torch.Tensor:
-    """Default grid of each sampler: Karras in ``t`` for Euler-Maruyama (paper), in ``sigma`` for Heun
+    """Default grid of each sampler: Karras in ``t`` for Euler-Maruyama (paper) and ancestral, in ``sigma`` for Heun
     (EDM); Heun's ``steps`` counts the final step to ``sigma = 0``, so it uses ``steps`` grid points."""
-    if sampler == "euler_maruyama":
+    if sampler in ("euler_maruyama", "ancestral"):
         return karras_time_grid(t_max, t_min, steps)
     if sampler == "heun":
         if steps < 2:

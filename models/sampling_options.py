@@ -12,7 +12,7 @@ from solvers.errors import UserError
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """``sampler`` (euler_maruyama | heun), ``steps``, ``t_max``, ``t_min`` (score models) and
+    """``sampler`` (euler_maruyama | ancestral | heun), ``steps``, ``t_max``, ``t_min`` (score models) and
     ``flow_steps`` (flow matching). Defaults are the paper's: Euler-Maruyama, 10 steps, 0.4 -> 1e-3."""
 
     sampler: str = "euler_maruyama"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from models.flow_matching import flow_euler
-from models.samplers import euler_maruyama, heun_pf_ode, karras_time_grid, sampler_times, sigma_to_time
+from models.samplers import ancestral, euler_maruyama, heun_pf_ode, karras_time_grid, sampler_times, sigma_to_time
 from models.sde import VESDE
 
 MU, STD = 0.7, 0.5  # target N(MU, STD^2) in every entry
@@ -63,6 +63,33 @@ def test_euler_maruyama_reproduces_gaussian(steps, t_max, mean_tol, var_rtol):
     x = euler_maruyama(gaussian_score(sde), marginal_sample(sde, t_max, gen), karras_time_grid(t_max, 1e-3, steps), noise_from(gen), sde)
     assert x.mean().item() == pytest.approx(MU, abs=mean_tol)
     assert x.var().item() == pytest.approx(STD**2, rel=var_rtol)
+
+
+@pytest.mark.parametrize("steps", [3, 5, 10])
+def test_ancestral_reproduces_gaussian_in_few_steps(steps):
+    """With the exact score every transition is exact up to the per-member estimate of
+    ``Var(x_0 | x)`` from 256 entries: measured variance errors +0.4 %, 0.0 %, 0.0 % at 3, 5, 10
+    steps from t_max 0.4 (Euler-Maruyama: +935 %, +146 %, +28 %; without the ``Var(x_0 | x)``
+    term: -64 %, -47 %, -28 %)."""
+    sde = VESDE(30.0)
+    gen = torch.Generator().manual_seed(6)
+    sigma_max, sigma_min = (float(sde.sigma(torch.tensor(t, dtype=torch.float64))) for t in (0.4, 1e-3))
+    x_T = MU + math.sqrt(STD**2 + sigma_max**2) * torch.randn(4000, 256, generator=gen, dtype=torch.float64)
+    x = ancestral(gaussian_score(sde), x_T, karras_time_grid(0.4, 1e-3, steps), noise_from(gen), sde)
+    assert x.mean().item() == pytest.approx(MU, abs=0.005)
+    assert x.var().item() == pytest.approx(STD**2 + sigma_min**2, rel=0.02)
+
+
+def test_ancestral_rows_do_not_depend_on_the_batch():
+    """Each member's variance estimate uses only its own entries: a batch and its halves agree row by row."""
+    sde = VESDE(30.0)
+    x_T = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    z = torch.randn(6, 3, 4, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+
+    def run(rows: slice) -> torch.Tensor:
+        return ancestral(gaussian_score(sde), x_T[rows], karras_time_grid(0.4, 1e-3, 4), lambda x: z[rows], sde)
+
+    assert torch.equal(run(slice(None)), torch.cat([run(slice(0, 2)), run(slice(2, None))]))
 
 
 @pytest.mark.parametrize(("steps", "t_max", "var_rtol"), [(4, 0.4, 0.45), (10, 0.4, 0.04), (40, 1.0, 0.015)])
