@@ -45,8 +45,11 @@ class ClosureSource:
     filter_width: float | None = None
 
 
-def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None = None) -> ClosureSource:
-    """Validate a ``--closure`` value for an ``n x n`` run; load a checkpoint once (on CPU)."""
+def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None = None, *,
+                    sampler: str | None = None, steps: int | None = None) -> ClosureSource:
+    """Validate a ``--closure`` value for an ``n x n`` run; load a checkpoint once (on CPU).
+
+    ``sampler`` and ``steps`` replace a score model's sampler defaults (None: the checkpoint's)."""
     if spec in CLASSICAL:
         if spec != "none" and problem == "missing_physics":
             logger.warning("%s models only the subgrid term; the missing-physics problem needs advection too", spec)
@@ -57,7 +60,7 @@ def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None 
     from models.closures import load_closure  # lazy: models/ is optional for classical closures
 
     try:
-        closure = load_closure(path, device="cpu")
+        closure = load_closure(path, device="cpu", sampler=sampler, steps=steps)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error

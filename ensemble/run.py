@@ -507,7 +507,8 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
     inputs = prepare_inputs(cfg, times_fn)
     if not steps_holder:
         times_fn(inputs.t0)
-    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width)
+    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width,
+                             sampler=cfg.ensemble.sampler, steps=cfg.ensemble.sampler_steps)
     times = output_times(inputs.t0, steps_holder["n_steps"], steps_holder["every"], cfg.solver.dt)
     plan = {
         "n": inputs.n, "model": inputs.model, "t0": inputs.t0, "t_end": steps_holder["t_end"],
@@ -542,7 +543,8 @@ def resume(out: str | Path, *, address: str | None = None, in_process: bool = Fa
     cfg = validate_config(raw, str(out / "manifest.json"))
     times = np.asarray(manifest.plan["times"])
     inputs = prepare_inputs(cfg, lambda t0: times)
-    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width)
+    source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width,
+                             sampler=cfg.ensemble.sampler, steps=cfg.ensemble.sampler_steps)
     for record in manifest.chunks:
         if record.status == "failed":
             record.status = "pending"
@@ -588,8 +590,13 @@ def _versions() -> dict[str, str]:
 
 
 def _closure_text(config: dict[str, Any]) -> str:
-    closure = config["ensemble"]["closure"]
-    return closure if closure == "none" else f"{closure} (sampled every {config['coupling']['closure_every']} steps)"
+    ens = config["ensemble"]
+    if ens["closure"] == "none":
+        return "none"
+    sampler = ens.get("sampler")
+    steps = ens.get("sampler_steps")
+    how = f"{sampler or 'default sampler'}{f' x{steps}' if steps else ''}, " if sampler or steps else ""
+    return f"{ens['closure']} ({how}sampled every {config['coupling']['closure_every']} steps)"
 
 
 def status_text(out: str | Path) -> str:

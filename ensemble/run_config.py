@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from models.config import SamplerName
 from solvers.config import Section
 
 
@@ -34,6 +35,10 @@ class EnsembleSection(Section):
         "benchmarks/ensemble.md) or one closure actor batching all solver actors' requests; classical "
         "closures always run in the solver actors",
     )
+    sampler: SamplerName | None = Field(
+        None, description="score sampler of a learned closure: euler_maruyama | ancestral | heun (default: the "
+        "checkpoint's, the paper's euler_maruyama x10 for the shipped ones); flow models ignore it")
+    sampler_steps: int | None = Field(None, ge=1, description="its steps (default: the checkpoint's)")
     init: str = Field("dataset", description="dataset | random | path to a .npy field")
     data: str | None = Field(None, description="dataset for init/reference (default: [data].path)")
     duration: float = Field(1.0, gt=0, description="simulated time span when t_end is not given")

@@ -144,7 +144,8 @@ def score_run(results: RunResults, reference: Any, method: str, wall_s: float, w
 
 def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods: Sequence[str] = METHODS,
               data: str | None = None, duration: float | None = None, seed: int | None = None,
-              closure_every: int | None = None, in_process: bool = True, address: str | None = None,
+              closure_every: int | None = None, sampler: str | None = None, sampler_steps: int | None = None,
+              in_process: bool = True, address: str | None = None,
               progress: bool = True, echo: Callable[[str], None] = logger.info) -> StudyResult:
     """Run every applicable method on the same initial conditions and write the comparison."""
     out = Path(out)
@@ -153,7 +154,8 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
     if data is not None:  # absolute in the manifests, so that reports work from any directory
         data = str(Path(data).resolve())
     overrides = {"ensemble.members": members, "ensemble.init": "dataset", "ensemble.data": data,
-                 "ensemble.duration": duration, "ensemble.seed": seed, "coupling.closure_every": closure_every}
+                 "ensemble.duration": duration, "ensemble.seed": seed, "coupling.closure_every": closure_every,
+                 "ensemble.sampler": sampler, "ensemble.sampler_steps": sampler_steps}
     cfg: ProjectConfig = load_config(config, overrides)
     if duration is not None:  # an explicit duration replaces the config's absolute end time
         cfg = cfg.model_copy(update={"ensemble": cfg.ensemble.model_copy(update={"t_end": None})})
@@ -224,7 +226,7 @@ def study_markdown(study: StudyResult, cfg: ProjectConfig, data_path: str) -> st
     notes = [
         f"A-posteriori study, {study.problem} problem, {members} members per method from the test trajectories of "
         f"`{data_path}` (start t = {study.t0:g}, grid {cfg.data.n_coarse}², dt = {cfg.solver.dt:g}, closure every "
-        f"{cfg.coupling.closure_every} steps, seed {cfg.ensemble.seed}).",
+        f"{cfg.coupling.closure_every} steps, {_sampler_text(cfg)}, seed {cfg.ensemble.seed}).",
         f"Wall time: the whole launch (closure loading included), {study.execution}; relative error: ‖mean − ref‖/‖ref‖ of the ensemble-mean vorticity "
         "against filtered DNS, mean over initial conditions; spectrum error: RMS over 1 ≤ k ≤ n/4 of "
         "log10(E/E_ref) of the ensemble-mean spectrum at the last time (decades); CRPS ω: fair CRPS of the "
@@ -233,6 +235,14 @@ def study_markdown(study: StudyResult, cfg: ProjectConfig, data_path: str) -> st
     for method, why in study.skipped.items():
         notes.append(f"Not run: {LABELS[method]}: {why}.")
     return "\n".join(lines) + "\n\n" + "\n\n".join(notes) + "\n"
+
+
+def _sampler_text(cfg: ProjectConfig) -> str:
+    """Which sampler the score models used: the override, else each checkpoint's own."""
+    sampler, steps = cfg.ensemble.sampler, cfg.ensemble.sampler_steps
+    if sampler is None and steps is None:
+        return "score models with their checkpoints' samplers"
+    return f"score models sampled with {sampler or 'their default sampler'}{f' x{steps}' if steps else ''}"
 
 
 def write_outputs(study: StudyResult, results: dict[str, RunResults], reference: Any, cfg: ProjectConfig,

@@ -70,7 +70,8 @@ def test_too_few_resources(ray_session, ensemble_setup, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_checkpoint_for_another_grid(ensemble_setup, tmp_path):
+def tiny_checkpoint(path, grid_size: int):
+    """An untrained joint L-CDM checkpoint for the ``les`` problem on a ``grid_size``^2 grid."""
     pytest.importorskip("models.checkpoint")
     from models.builders import build_model
     from models.checkpoint import Checkpoint, save_checkpoint
@@ -80,13 +81,35 @@ def test_checkpoint_for_another_grid(ensemble_setup, tmp_path):
     small = ModelSection(physical_width=6, physical_modes=3, physical_layers=2, latent_width=6, latent_layers=2, ae_channels=4)
     ckpt = Checkpoint(
         model=build_model("joint-lcdm", small), method="joint-lcdm", model_config=small,
-        training_config=TrainingSection(), grid_size=32,
-        normalization=Normalization(FieldNormalization(0.0, 1.0), FieldNormalization(0.0, 1.0)),
+        training_config=TrainingSection(), grid_size=grid_size, problem="les",
+        normalization=Normalization(FieldNormalization(0.0, 1.0), FieldNormalization(0.0, 0.01)),
     )
-    path = save_checkpoint(ckpt, tmp_path / "n32.safetensors")
+    return save_checkpoint(ckpt, path)
+
+
+def test_checkpoint_for_another_grid(ensemble_setup, tmp_path):
+    path = tiny_checkpoint(tmp_path / "n32.safetensors", 32)
     message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--closure", path, *TINY))
     assert "32x32 grid" in message and "16x16" in message
     assert not (tmp_path / "r").exists()
+
+
+def test_sampler_options_reach_the_closure(ensemble_setup, tmp_path):
+    """``--sampler/--sampler-steps`` are recorded in the run's config, shown by status, and change the samples."""
+    from ensemble.manifest import Manifest
+    from ensemble.parquet_sink import read_table
+
+    path = tiny_checkpoint(tmp_path / "n16.safetensors", 16)
+    energies = {}
+    for name, extra in {"default": [], "ancestral": ["--sampler", "ancestral", "--sampler-steps", "2"]}.items():
+        result = invoke("launch", ensemble_setup, "--out", tmp_path / name, "--closure", path, *TINY, *extra)
+        assert result.exit_code == 0, result.output
+        energies[name] = read_table(tmp_path / name, "members").to_pandas()["energy"].to_numpy()
+    config = Manifest.load(tmp_path / "ancestral").config["ensemble"]
+    assert (config["sampler"], config["sampler_steps"]) == ("ancestral", 2)
+    assert "(ancestral x2, sampled every" in invoke("status", tmp_path / "ancestral").output
+    assert energies["default"].shape == energies["ancestral"].shape
+    assert not np.array_equal(energies["default"][2:], energies["ancestral"][2:])  # rows 0-1: the shared start
 
 
 @pytest.mark.parametrize(
@@ -97,6 +120,7 @@ def test_checkpoint_for_another_grid(ensemble_setup, tmp_path):
         (["--t-end", "-1"], "--t-end"),
         (["--output-interval", "0.03"], "--output-interval"),
         (["--closure-mode", "everywhere"], "[ensemble].closure_mode: Input should be"),
+        (["--sampler", "rk4"], "[ensemble].sampler: Input should be"),
     ],
 )
 def test_bad_options(ensemble_setup, tmp_path, args, start):

@@ -29,7 +29,8 @@ def study(ensemble_setup, tmp_path_factory):
     config.write_text(ensemble_setup.read_text() + f'\n[training]\nout = "{root / "no-checkpoints"}"\n')
     out = root / "out"
     result = CliRunner().invoke(app, ["study", str(config), "--out", str(out), "--members", "4", "--methods",
-                                      ",".join(METHODS), "--closure-every", "3", "--no-progress"])
+                                      ",".join(METHODS), "--closure-every", "3", "--sampler", "ancestral",
+                                      "--sampler-steps", "4", "--no-progress"])
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -40,7 +41,10 @@ def test_one_row_per_applicable_method_and_a_note_for_the_rest(study):
     assert [r.split("|")[1].strip() for r in rows[1:]] == ["no closure", "Smagorinsky", "dynamic Smagorinsky"]
     assert "Not run: joint L-CDM: no checkpoint" in output
     assert "closure every 3 steps" in (out / "study.md").read_text()  # --closure-every reached the runs' config
-    assert json.loads((out / "runs" / "smagorinsky" / "manifest.json").read_text())["config"]["coupling"]["closure_every"] == 3
+    config = json.loads((out / "runs" / "smagorinsky" / "manifest.json").read_text())["config"]
+    assert config["coupling"]["closure_every"] == 3
+    assert (config["ensemble"]["sampler"], config["ensemble"]["sampler_steps"]) == ("ancestral", 4)
+    assert "score models sampled with ancestral x4" in (out / "study.md").read_text()
     assert (out / "study_spectra.png").stat().st_size > 10_000 and (out / "study_errors.png").stat().st_size > 10_000
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ensemble.cli.options import CLOSURE_EVERY
+from ensemble.cli.options import CLOSURE_EVERY, SAMPLER, SAMPLER_STEPS
 
 ensemble_app = typer.Typer(help="Ray ensembles of closure-corrected coarse runs, streaming statistics to Parquet.",
                            no_args_is_help=True)
@@ -24,6 +24,8 @@ def launch(
     closure: Optional[str] = typer.Option(None, "--closure", help="none | smagorinsky | dynamic-smagorinsky | CHECKPOINT"),
     closure_mode: Optional[str] = typer.Option(None, "--closure-mode", help="per-actor | shared"),
     closure_every: Optional[int] = CLOSURE_EVERY,
+    sampler: Optional[str] = SAMPLER,
+    sampler_steps: Optional[int] = SAMPLER_STEPS,
     init: Optional[str] = typer.Option(None, "--init", help="dataset | random | FIELD.npy"),
     data: Optional[str] = typer.Option(None, "--data", help="dataset for initial conditions and reference"),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="end time (default: start + [ensemble].duration)"),
@@ -44,7 +46,7 @@ def launch(
         "ensemble.closure": closure, "ensemble.closure_mode": closure_mode, "ensemble.init": init,
         "ensemble.data": data, "ensemble.t_end": t_end, "ensemble.output_interval": output_interval,
         "ensemble.seed": seed, "ensemble.chunk_size": chunk_size, "ensemble.snapshots": snapshots,
-        "coupling.closure_every": closure_every,
+        "ensemble.sampler": sampler, "ensemble.sampler_steps": sampler_steps, "coupling.closure_every": closure_every,
     }
     summary = launch_run(config, out, overrides, address=address, in_process=in_process, dashboard=dashboard,
                          progress=progress)

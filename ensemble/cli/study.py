@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ensemble.cli.options import CLOSURE_EVERY
+from ensemble.cli.options import CLOSURE_EVERY, SAMPLER, SAMPLER_STEPS
 from ensemble.study import METHODS
 
 
@@ -23,6 +23,8 @@ def study(
                                              "(default: the config's ensemble.duration)"),
     seed: Optional[int] = typer.Option(None, "--seed", help="run seed (same for every method)"),
     closure_every: Optional[int] = CLOSURE_EVERY,
+    sampler: Optional[str] = SAMPLER,
+    sampler_steps: Optional[int] = SAMPLER_STEPS,
     ray: bool = typer.Option(False, "--ray/--in-process", help="run each ensemble on Ray (default: in this process)"),
     address: Optional[str] = typer.Option(None, "--address", help="with --ray: auto or HOST:PORT of a cluster"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
@@ -32,7 +34,7 @@ def study(
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_study(config, out, members=members, methods=chosen, data=data, duration=duration, seed=seed,
-                       closure_every=closure_every, in_process=not ray, address=address, progress=progress,
+                       closure_every=closure_every, sampler=sampler, sampler_steps=sampler_steps, in_process=not ray, address=address, progress=progress,
                        echo=typer.echo)
     typer.echo("")
     typer.echo(result.table.read_text())
