@@ -38,6 +38,11 @@ interval (``coupling_sweep``: 5, 25, 50, 100 steps for the subpixel flow model, 
 spectrum over 0.5 and ``LONG_HORIZON`` time units) are reported with the table, so the choice
 can be judged on the figures.
 
+Joint L-CDM's sampler is compared at that coupling too (``sampler_comparison``, reported under
+the table, not judged): the paper's Euler-Maruyama x10 (the shipped default, behind rows 1, 3a,
+3d, 4a), Euler-Maruyama x50 (the converged sampler of the same network) and ancestral sampling
+(``models.samplers.ancestral``) x5 and x3, over 0.5 and ``LONG_HORIZON`` time units.
+
 Flow matching is measured twice: the shipped ``flow.safetensors`` (the
 paper's ``upsample`` autoencoders, better calibrated) and ``subpixel/flow.safetensors`` (every
 autoencoder convolution at the latent resolution: cheaper, but under-dispersed a priori, see
@@ -92,6 +97,8 @@ CHECKPOINTS = ROOT / "checkpoints" / "small"
 APOSTERIORI = CHECKPOINTS / "subpixel" / "flow-aposteriori.safetensors"  # `closure finetune` of subpixel/flow
 SPARSE_EVERY = 50  # closure refreshed every 50 steps (0.1 time units) instead of 5, held in between
 COUPLING_SWEEP = (5, 25, 50, 100)  # refresh intervals of the subpixel flow model's sweep (module docstring)
+# joint L-CDM samplers compared at the sparse coupling: the paper's, its converged limit, ancestral
+SAMPLER_COMPARISON = (("euler_maruyama", 10), ("euler_maruyama", 50), ("ancestral", 5), ("ancestral", 3))
 LONG_S = 30.0  # a launch longer than this is not repeated (P-CDM: noise is small against its time)
 SHORT_S = 2.0  # a launch shorter than this is repeated SHORT_REPEATS times (cheap, and the noisiest)
 SHORT_REPEATS = 7
@@ -221,6 +228,27 @@ def coupling_sweep(workdir: Path, runs: dict, long_run: dict, args, long_args, d
     return rows
 
 
+def sampler_comparison(workdir: Path, runs: dict, args, long_args, k_max: int) -> list[dict]:
+    """Joint L-CDM refreshed every ``SPARSE_EVERY`` steps with each ``SAMPLER_COMPARISON`` sampler,
+    over ``args.duration`` and ``LONG_HORIZON`` time units: cost against the bare run (short span),
+    error of the ensemble mean and spectrum error (both spans). The shipped default (Euler-Maruyama
+    x10) reuses the bench's run 3d for the short span."""
+    closure = runs["joint-lcdm"]["closure"]
+    made = {("euler_maruyama", 10, args.duration): runs[f"joint-lcdm, every {SPARSE_EVERY}"]}
+    rows = []
+    for sampler, steps in SAMPLER_COMPARISON:
+        short, long = (made.get((sampler, steps, a.duration)) or run_ensemble(
+            workdir, f"joint-{sampler}-{steps}-{a.duration:g}-units", closure, a, closure_every=SPARSE_EVERY,
+            sampler=sampler, sampler_steps=steps) for a in (args, long_args))
+        rows.append({"sampler": sampler, "steps": steps,
+                     "cost_vs_bare": round(short["compute_s"] / runs["none"]["compute_s"], 3),
+                     "rel_error": round(short["rel_error"], 4),
+                     "spectrum_max_rel_error": round(spectrum_error(short, k_max), 3),
+                     "rel_error_long": round(long["rel_error"], 4),
+                     "spectrum_max_rel_error_long": round(spectrum_error(long, k_max), 3)})
+    return rows
+
+
 def time_dns(args) -> tuple[float, tuple[float, float]]:
     """Median and (min, max) wall time of the DNS (n_fine, full equations) of the same members and span.
 
@@ -303,6 +331,7 @@ def main() -> None:
              for label, a in (("short", args), ("long", long_args))} if APOSTERIORI.is_file() else None
     k_half = n // 4  # half the coarse Nyquist wavenumber n/2
     sweep = coupling_sweep(workdir, runs, long_run, args, long_args, cfg.solver.dt, k_half)
+    samplers = sampler_comparison(workdir, runs, args, long_args, k_half)
     dns_wall, dns_span = time_dns(args)
 
     bench_solver = load_solver_benchmark()
@@ -389,7 +418,8 @@ def main() -> None:
                "walls_s": {k: round(v["wall_s"], 3) for k, v in {**runs, **ray_runs}.items()},
                "integration_s": {k: round(v, 3) for k, v in cost.items()},
                "dns_wall_s": round(dns_wall, 3), "solver_64x64": solver,
-               "coupling_sweep": sweep, "closure_lag_correlation": closure_lag_correlation()}
+               "coupling_sweep": sweep, "closure_lag_correlation": closure_lag_correlation(),
+               "sampler_comparison": samplers}
     (ROOT / "benchmarks" / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     (ROOT / "benchmarks" / "results.md").write_text(markdown(results))
     print(markdown(results))
@@ -423,7 +453,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines += ["", f"Final-time relative error of the ensemble mean: {errors}.",
               "", f"Integration times (targets 1-4): {integration}; DNS {results['dns_wall_s']} s.",
               f"Launch wall times: {walls}.", ""]
-    return "\n".join(lines + sweep_markdown(results))
+    return "\n".join(lines + sweep_markdown(results) + sampler_markdown(results))
 
 
 def sweep_markdown(results: dict[str, Any]) -> list[str]:
@@ -438,6 +468,21 @@ def sweep_markdown(results: dict[str, Any]) -> list[str]:
              "|---|---|---|---|---|---|---|"]
     for r in results["coupling_sweep"]:
         lines.append(f"| {r['every']} | {r['hold_time']:g} | {r['cost_vs_bare']} | {r['rel_error']} | "
+                     f"{r['spectrum_max_rel_error']} | {r['rel_error_long']} | {r['spectrum_max_rel_error_long']} |")
+    return lines + [""]
+
+
+def sampler_markdown(results: dict[str, Any]) -> list[str]:
+    """The joint L-CDM sampler comparison, as Markdown lines."""
+    horizon = results["settings"]["duration"]
+    lines = [f"Joint L-CDM samplers, closure refreshed every {SPARSE_EVERY} steps (cost against the bare run over "
+             f"{horizon:g} time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and "
+             f"{LONG_HORIZON:g} units; a-priori calibration of the same samplers in `benchmarks/sampling.md`).", "",
+             f"| sampler | score calls | cost / bare | error, {horizon:g} | spectrum, {horizon:g} "
+             f"| error, {LONG_HORIZON:g} | spectrum, {LONG_HORIZON:g} |",
+             "|---|---|---|---|---|---|---|"]
+    for r in results["sampler_comparison"]:
+        lines.append(f"| {r['sampler']} x{r['steps']} | {r['steps']} | {r['cost_vs_bare']} | {r['rel_error']} | "
                      f"{r['spectrum_max_rel_error']} | {r['rel_error_long']} | {r['spectrum_max_rel_error_long']} |")
     return lines + [""]
 
