@@ -39,6 +39,7 @@ from ensemble.closures import ClosureSource, resolve_closure
 from ensemble.config import ProjectConfig, load_config, validate_config
 from ensemble.manifest import ChunkRecord, Manifest
 from ensemble.parquet_sink import ParquetSink, atomic_write_bytes
+from ensemble.run_config import sampler_label
 from ensemble.statistics import Aggregator, Reference, StatisticsBins
 from solvers.diagnostics import energy_spectrum
 from solvers.errors import UserError
@@ -593,9 +594,8 @@ def _closure_text(config: dict[str, Any]) -> str:
     ens = config["ensemble"]
     if ens["closure"] == "none":
         return "none"
-    sampler = ens.get("sampler")
-    steps = ens.get("sampler_steps")
-    how = f"{sampler or 'default sampler'}{f' x{steps}' if steps else ''}, " if sampler or steps else ""
+    label = sampler_label(ens.get("sampler"), ens.get("sampler_steps"))
+    how = f"{label}, " if label else ""
     return f"{ens['closure']} ({how}sampled every {config['coupling']['closure_every']} steps)"
 
 

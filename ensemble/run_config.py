@@ -18,6 +18,13 @@ from models.config import SamplerName
 from solvers.config import Section
 
 
+def sampler_label(sampler: str | None, steps: int | None) -> str | None:
+    """``"ancestral x3"``-style label of a run's sampler override; None when it overrides nothing."""
+    if sampler is None and steps is None:
+        return None
+    return f"{sampler or 'default sampler'}{f' x{steps}' if steps else ''}"
+
+
 class EnsembleSection(Section):
     """Ensemble launch defaults and the statistics' fixed binning."""
 

@@ -36,6 +36,7 @@ import numpy as np
 from ensemble.config import ProjectConfig, load_config
 from ensemble.report import FONT_SIZE, RunResults, _figure, _style, load_reference, load_run, mean_spectrum_error
 from ensemble.run import connect_ray, launch
+from ensemble.run_config import sampler_label
 from solvers.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -239,10 +240,8 @@ def study_markdown(study: StudyResult, cfg: ProjectConfig, data_path: str) -> st
 
 def _sampler_text(cfg: ProjectConfig) -> str:
     """Which sampler the score models used: the override, else each checkpoint's own."""
-    sampler, steps = cfg.ensemble.sampler, cfg.ensemble.sampler_steps
-    if sampler is None and steps is None:
-        return "score models with their checkpoints' samplers"
-    return f"score models sampled with {sampler or 'their default sampler'}{f' x{steps}' if steps else ''}"
+    label = sampler_label(cfg.ensemble.sampler, cfg.ensemble.sampler_steps)
+    return "score models with their checkpoints' samplers" if label is None else f"score models sampled with {label}"
 
 
 def write_outputs(study: StudyResult, results: dict[str, RunResults], reference: Any, cfg: ProjectConfig,

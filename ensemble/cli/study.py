@@ -34,8 +34,8 @@ def study(
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_study(config, out, members=members, methods=chosen, data=data, duration=duration, seed=seed,
-                       closure_every=closure_every, sampler=sampler, sampler_steps=sampler_steps, in_process=not ray, address=address, progress=progress,
-                       echo=typer.echo)
+                       closure_every=closure_every, sampler=sampler, sampler_steps=sampler_steps, in_process=not ray,
+                       address=address, progress=progress, echo=typer.echo)
     typer.echo("")
     typer.echo(result.table.read_text())
     typer.echo(f"study written to {result.out}: study.md, study.json, study_spectra.png, study_errors.png, runs/")
