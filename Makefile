@@ -46,6 +46,7 @@ bench-all: bench
 		--extra checkpoints/small/light/joint-lcdm.safetensors --extra checkpoints/small/light/flow.safetensors
 	$(BIN)/python benchmarks/ensemble.py --scale
 	$(BIN)/python benchmarks/closure_shells.py
+	$(BIN)/python benchmarks/energy_input.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
