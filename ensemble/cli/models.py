@@ -77,7 +77,7 @@ def evaluate_command(
     samples: int = typer.Option(20, "--samples", min=1, help="Test pairs (evenly spaced over the split)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Directory of the table (default: the checkpoint's)."),
     sampler: Optional[str] = typer.Option(None, "--sampler", help="euler_maruyama, ancestral or heun (score models)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Sampler steps (score models)."),
+    steps: Optional[int] = typer.Option(None, "--steps", "--sampler-steps", min=1, help="Sampler steps (score models)."),
     t_max: Optional[float] = typer.Option(None, "--t-max", min=0.0, max=1.0, help="Start time of the sampler."),
     flow_steps: Optional[int] = typer.Option(None, "--flow-steps", min=1, help="Euler steps (flow)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the closure samples."),
