@@ -72,6 +72,17 @@ def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None 
     return ClosureSource("checkpoint", str(path), closure)
 
 
+def sampler_description(source: ClosureSource) -> str | None:
+    """How a loaded learned closure samples (``"ancestral x3, t_max 0.4"``, ``"flow Euler x2"``);
+    None for the classical closures."""
+    options = getattr(source.payload, "options", None)
+    if options is None:
+        return None
+    if source.payload.method == "flow":
+        return f"flow Euler x{options.flow_steps}"
+    return f"{options.sampler} x{options.steps}, t_max {options.t_max:g}"
+
+
 def check_grid(closure: Any, n: int, where: str) -> None:
     """A closure with a ``grid_size`` must match the run's grid ``n`` (else :class:`UserError`)."""
     size = getattr(closure, "grid_size", None)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ensemble.actors import Chunk, ChunkResult, SolverWorker, WorkerSpec
-from ensemble.closures import ClosureSource, resolve_closure
+from ensemble.closures import ClosureSource, resolve_closure, sampler_description
 from ensemble.config import ProjectConfig, load_config, validate_config
 from ensemble.manifest import ChunkRecord, Manifest
 from ensemble.parquet_sink import ParquetSink, atomic_write_bytes
@@ -514,7 +514,7 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
     plan = {
         "n": inputs.n, "model": inputs.model, "t0": inputs.t0, "t_end": steps_holder["t_end"],
         "n_steps": steps_holder["n_steps"], "output_every": steps_holder["every"], "times": times.tolist(),
-        "groups": inputs.groups, "inputs": inputs.description,
+        "groups": inputs.groups, "inputs": inputs.description, "sampler": sampler_description(source),
     }
     records = plan_chunks(cfg.ensemble.members, inputs.groups, cfg.ensemble.chunk_size)
     owned = False if in_process else connect_ray(address, dashboard)
@@ -590,11 +590,11 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _closure_text(config: dict[str, Any]) -> str:
+def _closure_text(config: dict[str, Any], plan: dict[str, Any]) -> str:
     ens = config["ensemble"]
     if ens["closure"] == "none":
         return "none"
-    label = sampler_label(ens.get("sampler"), ens.get("sampler_steps"))
+    label = plan.get("sampler") or sampler_label(ens.get("sampler"), ens.get("sampler_steps"))  # older runs: no plan entry
     how = f"{label}, " if label else ""
     return f"{ens['closure']} ({how}sampled every {config['coupling']['closure_every']} steps)"
 
@@ -608,7 +608,7 @@ def status_text(out: str | Path) -> str:
         f"members: {m.members_with('done')}/{total} done, {m.members_with('failed')} failed, "
         f"{m.members_with('pending')} pending ({len(m.chunks)} chunks)",
         f"time span: {m.plan['t0']:g} -> {m.plan['t_end']:g}, {len(m.plan['times'])} outputs, "
-        f"grid {m.plan['n']}, model {m.plan['model']}, closure {_closure_text(m.config)}",
+        f"grid {m.plan['n']}, model {m.plan['model']}, closure {_closure_text(m.config, m.plan)}",
         f"statistics flushes: {m.flushes}, last update {m.updated}",
         f"blow-ups: {len(m.blowups)}",
     ]

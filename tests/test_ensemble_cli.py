@@ -107,7 +107,8 @@ def test_sampler_options_reach_the_closure(ensemble_setup, tmp_path):
         energies[name] = read_table(tmp_path / name, "members").to_pandas()["energy"].to_numpy()
     config = Manifest.load(tmp_path / "ancestral").config["ensemble"]
     assert (config["sampler"], config["sampler_steps"]) == ("ancestral", 2)
-    assert "(ancestral x2, sampled every" in invoke("status", tmp_path / "ancestral").output
+    assert "(ancestral x2, t_max 0.4, sampled every" in invoke("status", tmp_path / "ancestral").output
+    assert "(euler_maruyama x10, t_max 0.4, sampled every" in invoke("status", tmp_path / "default").output
     assert energies["default"].shape == energies["ancestral"].shape
     assert not np.array_equal(energies["default"][2:], energies["ancestral"][2:])  # rows 0-1: the shared start
 
