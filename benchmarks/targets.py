@@ -460,30 +460,32 @@ def sweep_markdown(results: dict[str, Any]) -> list[str]:
     """The refresh-interval sweep and the exact closure's lag correlation, as Markdown lines."""
     horizon = results["settings"]["duration"]
     correlation = ", ".join(f"{rho} at {lag} time units" for lag, rho in results["closure_lag_correlation"].items())
-    lines = [f"Closure refresh interval, subpixel flow model (integration cost against the bare run over {horizon:g} "
-             f"time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and "
-             f"{LONG_HORIZON:g} units). Time correlation of the exact closure in the reference: {correlation}.", "",
-             f"| refresh every | held for (time units) | cost / bare | error, {horizon:g} | spectrum, {horizon:g} "
-             f"| error, {LONG_HORIZON:g} | spectrum, {LONG_HORIZON:g} |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results["coupling_sweep"]:
-        lines.append(f"| {r['every']} | {r['hold_time']:g} | {r['cost_vs_bare']} | {r['rel_error']} | "
-                     f"{r['spectrum_max_rel_error']} | {r['rel_error_long']} | {r['spectrum_max_rel_error_long']} |")
-    return lines + [""]
+    caption = (f"Closure refresh interval, subpixel flow model (integration cost against the bare run over {horizon:g} "
+               f"time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and "
+               f"{LONG_HORIZON:g} units). Time correlation of the exact closure in the reference: {correlation}.")
+    return two_span_table(caption, ["refresh every", "held for (time units)"], horizon,
+                          [([r["every"], f"{r['hold_time']:g}"], r) for r in results["coupling_sweep"]])
 
 
 def sampler_markdown(results: dict[str, Any]) -> list[str]:
     """The joint L-CDM sampler comparison, as Markdown lines."""
     horizon = results["settings"]["duration"]
-    lines = [f"Joint L-CDM samplers, closure refreshed every {SPARSE_EVERY} steps (cost against the bare run over "
-             f"{horizon:g} time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and "
-             f"{LONG_HORIZON:g} units; a-priori calibration of the same samplers in `benchmarks/sampling.md`).", "",
-             f"| sampler | score calls | cost / bare | error, {horizon:g} | spectrum, {horizon:g} "
-             f"| error, {LONG_HORIZON:g} | spectrum, {LONG_HORIZON:g} |",
-             "|---|---|---|---|---|---|---|"]
-    for r in results["sampler_comparison"]:
-        lines.append(f"| {r['sampler']} x{r['steps']} | {r['steps']} | {r['cost_vs_bare']} | {r['rel_error']} | "
-                     f"{r['spectrum_max_rel_error']} | {r['rel_error_long']} | {r['spectrum_max_rel_error_long']} |")
+    caption = (f"Joint L-CDM samplers, closure refreshed every {SPARSE_EVERY} steps (cost against the bare run over "
+               f"{horizon:g} time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and "
+               f"{LONG_HORIZON:g} units; a-priori calibration of the same samplers in `benchmarks/sampling.md`).")
+    return two_span_table(caption, ["sampler", "score calls"], horizon,
+                          [([f"{r['sampler']} x{r['steps']}", r["steps"]], r) for r in results["sampler_comparison"]])
+
+
+def two_span_table(caption: str, lead: list[str], horizon: float, rows: list[tuple[list, dict]]) -> list[str]:
+    """Markdown lines: ``caption``, then a table of the ``lead`` columns and :func:`two_spans`' figures."""
+    header = lead + ["cost / bare", f"error, {horizon:g}", f"spectrum, {horizon:g}",
+                     f"error, {LONG_HORIZON:g}", f"spectrum, {LONG_HORIZON:g}"]
+    lines = [caption, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cells, r in rows:
+        figures = [r["cost_vs_bare"], r["rel_error"], r["spectrum_max_rel_error"], r["rel_error_long"],
+                   r["spectrum_max_rel_error_long"]]
+        lines.append("| " + " | ".join(str(c) for c in [*cells, *figures]) + " |")
     return lines + [""]
 
 
