@@ -594,7 +594,8 @@ def _closure_text(config: dict[str, Any], plan: dict[str, Any]) -> str:
     ens = config["ensemble"]
     if ens["closure"] == "none":
         return "none"
-    label = plan.get("sampler") or sampler_label(ens.get("sampler"), ens.get("sampler_steps"))  # older runs: no plan entry
+    label = (plan["sampler"] if "sampler" in plan  # runs launched before the plan recorded it: the override
+             else sampler_label(ens.get("sampler"), ens.get("sampler_steps")))
     how = f"{label}, " if label else ""
     return f"{ens['closure']} ({how}sampled every {config['coupling']['closure_every']} steps)"
 

@@ -142,9 +142,12 @@ def test_npy_initial_condition_of_wrong_grid(ensemble_setup, tmp_path):
 def test_closure_every_option_sets_the_coupling(ensemble_setup, finished_run, tmp_path):
     from ensemble.manifest import Manifest
 
-    result = invoke("launch", ensemble_setup, "--out", tmp_path / "r", *TINY, "--closure-every", "3")
+    # --sampler is for learned closures: a classical closure's status does not claim one
+    result = invoke("launch", ensemble_setup, "--out", tmp_path / "r", *TINY, "--closure-every", "3",
+                    "--sampler", "ancestral")
     assert result.exit_code == 0, result.output
     run, default = Manifest.load(tmp_path / "r"), Manifest.load(finished_run)
     assert run.config["coupling"]["closure_every"] == 3 != default.config["coupling"]["closure_every"]
     assert run.run_id != default.run_id  # the coupling determines the members' results
+    assert run.config["ensemble"]["closure"] != "none" and run.plan["sampler"] is None
     assert "(sampled every 3 steps)" in invoke("status", tmp_path / "r").output
