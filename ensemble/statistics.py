@@ -219,8 +219,9 @@ class GroupStatistics:
         stats.spectrum_sum = spectrum.sum(0)
         stats.spectrum_hist = cls._spectrum_counts(spectrum, bins)
         stats.vorticity_hist = _histogram_counts(w, bins.vorticity_edges)
-        closure_counts = _histogram_counts(data.closure.astype(np.float64), bins.closure_edges)
-        stats.closure_hist = closure_counts * data.closure_valid[:, None]
+        if data.closure_valid.any():  # else zeros: a run without closure term, or only its first output
+            closure_counts = _histogram_counts(data.closure.astype(np.float64), bins.closure_edges)
+            stats.closure_hist = closure_counts * data.closure_valid[:, None]
         if reference is not None:
             stats._add_reference(w, data, bins, reference)
         return stats

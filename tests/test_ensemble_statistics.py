@@ -86,6 +86,16 @@ def test_columns_equal_numpy_on_all_members(bins):
     counts, _ = np.histogram(w[:, 1], bins=bins.vorticity_edges)
     np.testing.assert_allclose(np.array(cols["vorticity_pdf"][1]) * width * w[:, 1].size, counts, atol=1e-9)
     assert np.isnan(cols["closure_pdf"][0]).all()  # no closure term at the first output
+    closure_width = bins.closure_edges[1] - bins.closure_edges[0]
+    counts, _ = np.histogram(data.closure[:, 2], bins=bins.closure_edges)
+    np.testing.assert_allclose(np.array(cols["closure_pdf"][2]) * closure_width * w[:, 2].size, counts, atol=1e-9)
+
+
+def test_run_without_closure_term_has_no_closure_pdf(bins):
+    data = members(6, 3)
+    data.closure_valid[:] = False
+    cols = GroupStatistics.from_members(data, bins, None).columns(bins, None)
+    assert np.isnan(np.array(cols["closure_pdf"])).all()
 
 
 def test_spectrum_quantiles_within_one_bin_ratio(bins):

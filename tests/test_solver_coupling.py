@@ -71,6 +71,24 @@ def test_blow_up_is_reported_with_member_and_step_and_others_continue() -> None:
     assert torch.isfinite(snapshots[-1].vorticity).all()
 
 
+def test_blow_up_step_is_the_first_step_with_a_non_finite_state() -> None:
+    """The per-step check is exact: the reported step is the member's first non-finite one, found
+    here by stepping that member alone."""
+    sim = build_simulation(PhysicsConfig(), SolverConfig(device="cpu", precision="float64", dt=0.05), 16)
+    grid: SpectralGrid = sim.equation.grid
+    w0 = gaussian_random_field(grid, MemberRandom([1, 2, 3]))
+    w0[1] *= 1e3
+    (lost,) = [b for s in sim.run(w0, [1, 2, 3], 60, 10) for b in s.blow_ups]
+    w_hat, first = grid.to_spectral(w0[1:2]), None
+    for step in range(1, 61):
+        w_hat = sim.step_fn(w_hat)
+        if not torch.isfinite(torch.view_as_real(w_hat)).all():
+            first = step
+            break
+    assert first is not None and first % 10 != 0  # not an output step: a check only there would miss it
+    assert lost.step == first
+
+
 def test_held_term_changes_only_at_samples_unless_hold_noise() -> None:
     """The solver re-transforms the closure term only when :meth:`HeldClosure.changes_at` says so."""
     w = torch.zeros(2, 8, 8, dtype=torch.float64)
@@ -94,3 +112,17 @@ def test_member_is_finite_flags_nan_and_infinity_in_real_or_imaginary_parts() ->
     w_hat[2, 0, 0] = complex(0.0, float("inf"))
     w_hat[3, 7, 4] = complex(float("-inf"), 1.0)
     assert member_is_finite(w_hat).tolist() == [True, False, False, False, True]
+
+
+def test_batch_check_is_false_on_any_non_finite_entry_and_on_overflow_only() -> None:
+    """The cheap batch check is exact for finite batches; when its sum overflows it answers False
+    and the per-member check then keeps every (finite) member."""
+    from solvers.simulation import batch_is_finite, member_is_finite
+
+    w_hat = torch.randn(4, 8, 5, dtype=torch.complex64)
+    assert batch_is_finite(w_hat)
+    bad = w_hat.clone()
+    bad[2, 1, 1] = complex(0.0, float("nan"))
+    assert not batch_is_finite(bad)
+    huge = torch.full((4, 8, 5), complex(3e38, 3e38), dtype=torch.complex64)
+    assert not batch_is_finite(huge) and member_is_finite(huge).all()
