@@ -33,7 +33,8 @@ class EnsembleSection(Section):
     cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved by each solver actor")
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs per solver actor (fractional allowed)")
     chunk_size: int = Field(16, ge=1, description="members integrated together as one batch")
-    in_flight_per_actor: int = Field(1, ge=1, description="chunks queued per actor")
+    in_flight_per_actor: int = Field(
+        2, ge=1, description="chunks queued per actor (2: the next one waits there while the driver stores the last)")
     max_attempts: int = Field(3, ge=1, description="tries per chunk before it is recorded as failed")
     closure: str = Field("none", description="none | smagorinsky | dynamic-smagorinsky | checkpoint path")
     closure_mode: Literal["per-actor", "shared"] = Field(
