@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ensemble.config import ProjectConfig, load_config
+from ensemble.methods import LABELS, LEARNED, LES_ONLY, METHODS
 from ensemble.report import FONT_SIZE, RunResults, _figure, _style, load_reference, load_run, mean_spectrum_error
 from ensemble.run import connect_ray, launch
 from ensemble.run_config import sampler_label
@@ -41,13 +42,6 @@ from solvers.errors import UserError
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("none", "smagorinsky", "dynamic-smagorinsky", "pcdm", "lcdm", "joint-lcdm", "flow")
-LES_ONLY = ("smagorinsky", "dynamic-smagorinsky")
-LEARNED = ("pcdm", "lcdm", "joint-lcdm", "flow")
-LABELS = {
-    "none": "no closure", "smagorinsky": "Smagorinsky", "dynamic-smagorinsky": "dynamic Smagorinsky",
-    "pcdm": "P-CDM", "lcdm": "conventional L-CDM", "joint-lcdm": "joint L-CDM", "flow": "latent flow matching",
-}
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
 

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from models.config import FinetuneSettings
 from models.latent_generative import LatentGenerative
 from models.normalization import FieldNormalization
 from models.sampling_options import SamplerOptions
@@ -46,22 +47,6 @@ from solvers.diagnostics import energy_spectrum
 from solvers.errors import UserError
 from solvers.factory import build_simulation
 from solvers.simulation import Simulation
-
-
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Iterations of Adam, snapshot intervals ``K`` per rollout, rollouts per batch, learning rate,
-    closure refresh interval (steps), seed (start states and noise) and the weight of the
-    spectrum term. The defaults are the recipe of the shipped ``subpixel/flow-aposteriori``
-    (the best of five measured, ``checkpoints/small/README.md``)."""
-
-    iterations: int = 300
-    intervals: int = 10
-    batch: int = 32
-    lr: float = 1e-4
-    closure_every: int = 25
-    seed: int = 0
-    spectrum_weight: float = 10.0
 
 
 @dataclass

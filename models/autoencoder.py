@@ -18,14 +18,12 @@ of the field by 4 cells shifts the latent by one) and a spectral (FNO) network c
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import nn
 
 from models.circular_conv import CircularConv2d, UpsampledConv2d
+from models.config import Architecture
 
-Architecture = Literal["upsample", "subpixel"]
 ARCHITECTURES: tuple[str, ...] = ("upsample", "subpixel")
 FACTOR = 4  # n -> n / 4 per direction
 

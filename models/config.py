@@ -1,4 +1,4 @@
-"""Typed [model] and [training] sections of a config file.
+"""Typed [model] and [training] sections of a config file, and the a-posteriori fine-tuning settings.
 
 >>> ModelSection().method
 'joint-lcdm'
@@ -8,12 +8,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, model_validator
 
-from models.autoencoder import Architecture
 from solvers.config import Section
+
+Architecture = Literal["upsample", "subpixel"]  # autoencoder layouts (models.autoencoder)
 
 Method = Literal["pcdm", "lcdm", "joint-lcdm", "flow"]
 SamplerName = Literal["euler_maruyama", "ancestral", "heun"]
@@ -76,3 +78,19 @@ class TrainingSection(Section):
     max_samples: int = Field(0, ge=0, description="cap on training pairs (0 = all)")
     seed: int = Field(0, description="seed of initialisation, batching and noise")
     out: str = Field("runs/models", description="default output directory of `closure train`")
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """Iterations of Adam, snapshot intervals ``K`` per rollout, rollouts per batch, learning rate,
+    closure refresh interval (steps), seed (start states and noise) and the weight of the
+    spectrum term. The defaults are the recipe of the shipped ``subpixel/flow-aposteriori``
+    (the best of five measured, ``checkpoints/small/README.md``)."""
+
+    iterations: int = 300
+    intervals: int = 10
+    batch: int = 32
+    lr: float = 1e-4
+    closure_every: int = 25
+    seed: int = 0
+    spectrum_weight: float = 10.0

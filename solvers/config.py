@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from solvers.errors import UserError
+
+if TYPE_CHECKING:  # torch is imported where a dtype or device is built: the CLI starts without it
+    import torch
 
 
 class Section(BaseModel):
@@ -47,6 +49,8 @@ class SolverConfig(Section):
 
     @property
     def torch_dtype(self) -> torch.dtype:
+        import torch
+
         return torch.float64 if self.precision == "float64" else torch.float32
 
     def torch_device(self) -> torch.device:
@@ -93,6 +97,8 @@ class DataConfig(Section):
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> ``cuda`` if available else ``cpu``; otherwise the named device (checked)."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

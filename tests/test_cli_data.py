@@ -97,3 +97,12 @@ def test_console_script_reports_user_errors_with_exit_2(tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nowhere.toml'}: no such config file"]
+
+
+def test_command_line_starts_without_torch():
+    """Help and bad-input errors answer in a fraction of a second: torch (1 s to import) is loaded
+    only by the commands that compute."""
+    code = "import sys, ensemble.cli; print(sorted(m for m in ('torch', 'ray', 'h5py') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -9,8 +9,6 @@ from typing import Optional
 import typer
 
 from ensemble.config import load_config
-from solvers.allocator import tune_allocator
-from solvers.dataset import generate_dataset, read_dataset
 
 data_app = typer.Typer(help="DNS closure datasets (HDF5).", no_args_is_help=True)
 
@@ -25,6 +23,9 @@ def generate(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with ETA."),
 ) -> None:
     """Generate the closure dataset of CONFIG; an interrupted file at the same path is resumed."""
+    from solvers.allocator import tune_allocator
+    from solvers.dataset import generate_dataset, read_dataset
+
     overrides = {
         "data.path": None if out is None else str(out),
         "data.trajectories": trajectories,

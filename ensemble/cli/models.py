@@ -11,13 +11,7 @@ from typing import Optional
 import typer
 
 from ensemble.config import load_config
-from models.aposteriori import FinetuneSettings, finetune
-from models.checkpoint import read_metadata
-from models.closures import load_closure
-from models.config import METHODS
-from models.data import fingerprint, load_pairs
-from models.evaluation import evaluate_closure, markdown_table
-from models.training import train
+from models.config import METHODS, FinetuneSettings
 from solvers.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -35,6 +29,8 @@ def train_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with the loss."),
 ) -> None:
     """Train a generative closure on the training split; writes OUT/<method>.safetensors and .log.jsonl."""
+    from models.training import train
+
     cfg = load_config(config)
     method = method or cfg.model.method
     if method not in METHODS:
@@ -64,6 +60,8 @@ def finetune_command(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with the loss."),
 ) -> None:
     """Fine-tune a latent closure a posteriori: through the coarse solver, against the training trajectories."""
+    from models.aposteriori import finetune
+
     cfg = load_config(config)
     settings = FinetuneSettings(iterations, intervals, batch, lr, closure_every, seed, spectrum_weight)
     path = finetune(checkpoint, cfg, data or Path(cfg.data.path), out, settings, overwrite=overwrite, progress=progress)
@@ -83,6 +81,11 @@ def evaluate_command(
     seed: int = typer.Option(0, "--seed", help="Seed of the closure samples."),
 ) -> None:
     """A-priori table on the test split: ensemble-mean error, spectrum error, CRPS, spread-skill, cost."""
+    from models.checkpoint import read_metadata
+    from models.closures import load_closure
+    from models.data import fingerprint, load_pairs
+    from models.evaluation import evaluate_closure, markdown_table
+
     meta = read_metadata(checkpoint)
     closure = load_closure(checkpoint, sampler=sampler, steps=steps, t_max=t_max, flow_steps=flow_steps)
     pairs = load_pairs(data, "test")

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from ensemble.cli.options import CLOSURE_EVERY, SAMPLER, SAMPLER_STEPS
-from ensemble.study import METHODS
+from ensemble.methods import METHODS
 
 
 def study(
