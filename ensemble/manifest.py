@@ -89,3 +89,20 @@ class Manifest:
         if manifest.format_version != FORMAT_VERSION:
             raise UserError(f"{path}: manifest format {manifest.format_version}, expected {FORMAT_VERSION}")
         return manifest
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse a directory that holds a run (or anything else): nothing is ever overwritten."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out: {out} exists and is not a directory")
+    if (out / "manifest.json").exists():
+        try:
+            other = Manifest.load(out)
+            what = f"run {other.run_id} ({'complete' if other.complete else 'incomplete'})"
+        except UserError:
+            what = "a run"
+        raise UserError(f"--out: {out} already holds {what}; use `closure ensemble resume {out}` or another --out")
+    if any(out.iterdir()):
+        raise UserError(f"--out: {out} is not empty")

@@ -23,8 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ensemble.cluster import connect_ray
+from ensemble.manifest import check_output_dir
 from ensemble.report import Report, make_report
-from ensemble.run import RunSummary, check_output_dir, connect_ray, launch
+from ensemble.run import RunSummary, launch
 from solvers.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -23,9 +23,8 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import time as clock
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +33,11 @@ import h5py
 import numpy as np
 import torch
 
-from ensemble.actors import Chunk, ChunkResult, SolverWorker, WorkerSpec
+from ensemble.worker import Chunk, ChunkResult, SolverWorker, WorkerSpec
 from ensemble.closures import ClosureSource, resolve_closure, sampler_description
 from ensemble.config import ProjectConfig, load_config, validate_config
-from ensemble.manifest import ChunkRecord, Manifest
+from ensemble.cluster import check_resources, connect_ray, create_named, kill_actors, solver_actor_options
+from ensemble.manifest import ChunkRecord, Manifest, check_output_dir
 from ensemble.parquet_sink import ParquetSink, atomic_write_bytes
 from ensemble.run_config import sampler_label
 from ensemble.statistics import Aggregator, Reference, StatisticsBins
@@ -171,80 +171,11 @@ def run_identity(cfg: ProjectConfig) -> str:
     return hashlib.sha256(json.dumps(raw, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def check_output_dir(out: Path) -> None:
-    """Refuse a directory that holds a run (or anything else): nothing is ever overwritten."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"--out: {out} exists and is not a directory")
-    if (out / "manifest.json").exists():
-        try:
-            other = Manifest.load(out)
-            what = f"run {other.run_id} ({'complete' if other.complete else 'incomplete'})"
-        except UserError:
-            what = "a run"
-        raise UserError(f"--out: {out} already holds {what}; use `closure ensemble resume {out}` or another --out")
-    if any(out.iterdir()):
-        raise UserError(f"--out: {out} is not empty")
-
-
 # ---------------------------------------------------------------- Ray
-
-def connect_ray(address: str | None, dashboard: bool = False) -> bool:
-    """Start a local Ray instance (``address`` None) or join one; returns True if we started it."""
-    import ray
-
-    if address is not None and address != "auto":
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit():
-            raise UserError(f"--address: expected auto or HOST:PORT, got {address!r}")
-        try:
-            socket.create_connection((host, int(port)), timeout=3).close()
-        except OSError as exc:
-            raise UserError(f"--address: cannot reach a Ray cluster at {address} ({exc})") from None
-    if ray.is_initialized():
-        return False
-    if address is None:
-        ray.init(include_dashboard=dashboard, logging_level=logging.WARNING, configure_logging=False)
-        return True
-    try:
-        ray.init(address=address, logging_level=logging.WARNING, configure_logging=False)
-    except Exception as exc:  # noqa: BLE001 - every failure to join is one user error
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(f"--address: cannot connect to Ray at {address} ({message})") from None
-    return False
-
-
-def check_resources(cfg: ProjectConfig, shared_closure: bool) -> None:
-    """The cluster must be able to host the requested actors (else UserError, before starting any)."""
-    import ray
-
-    ens = cfg.ensemble
-    total = ray.cluster_resources()
-    cpus = ens.actors * ens.cpus_per_actor
-    gpus = (ens.actors + (1 if shared_closure else 0)) * ens.gpus_per_actor
-    if total.get("CPU", 0) + 1e-9 < cpus:
-        raise UserError(
-            f"--actors: {ens.actors} actors x {ens.cpus_per_actor:g} CPU need {cpus:g} CPUs, "
-            f"the Ray cluster has {total.get('CPU', 0):g}"
-        )
-    if gpus > 0 and total.get("GPU", 0) + 1e-9 < gpus:
-        raise UserError(f"--gpus-per-actor: the actors need {gpus:g} GPUs, the Ray cluster has {total.get('GPU', 0):g}")
-
 
 def uses_closure_actor(cfg: ProjectConfig, source: ClosureSource) -> bool:
     """A shared closure actor serves learned closures only: classical ones are cheap, local functions."""
     return cfg.ensemble.closure_mode == "shared" and source.name == "checkpoint"
-
-
-def create_named(actor_class: Any, name: str, options: dict[str, Any], *args: Any) -> Any:
-    """Create a named actor; a name still held by a just-killed actor is retried, then suffixed."""
-    for attempt in range(20):
-        try:
-            return actor_class.options(name=name if attempt < 10 else f"{name}-{attempt}", **options).remote(*args)
-        except ValueError:  # "The name ... is already taken": the GCS frees it shortly after a kill
-            clock.sleep(0.2)
-    raise UserError(f"cannot create Ray actor {name!r}: the name is taken in this Ray namespace")
 
 
 # ---------------------------------------------------------------- execution
@@ -274,6 +205,7 @@ class RunExecutor:
         self.startup_s = 0.0
         self.start = clock.perf_counter()
         self.display: Any = None
+        self.solver_actors: list[Any] = []  # started by the caller (cluster.start_solver_actors), not yet configured
         self._load_state()
 
     def _bin_metadata(self) -> dict[str, Any]:
@@ -429,9 +361,14 @@ class RunExecutor:
         spec = self.spec
         references = ray.put(self.inputs.references)  # one object: every chunk may need every group's
 
+        started_early, configured = list(self.solver_actors), []
+
         def make_actor(name: str) -> Any:
-            return create_named(SolverActor, name, dict(num_cpus=ens.cpus_per_actor, num_gpus=ens.gpus_per_actor),
-                                spec, source, name, closure_actor)
+            """An actor already started for this slot (same name), else a new one; then its run's worker."""
+            handle = started_early.pop(0) if started_early else create_named(
+                SolverActor, name, solver_actor_options(self.cfg), name)
+            configured.append(handle.configure.remote(spec, source, closure_actor))
+            return handle
 
         def submit(handle: Any, chunk: Chunk) -> Any:
             return handle.run_chunk.remote(chunk, self.initial(chunk), references)
@@ -448,7 +385,8 @@ class RunExecutor:
             make_actor, ens.actors, submit, lambda r: self.on_result(r, scheduler), self.on_error,
             self.on_failure, ens.in_flight_per_actor, ens.max_attempts, on_tick=tick,
         )
-        self._wait_ready(scheduler)
+        kill_actors(started_early)  # more were started than the run uses
+        self._wait_ready(scheduler, configured)
         if closure_actor is not None:
             ray.get(closure_actor.batch_sizes.remote(), timeout=120)
         self.startup_s = clock.perf_counter() - started
@@ -464,16 +402,20 @@ class RunExecutor:
         self.finish()
         return scheduler.restarts, batches
 
-    def _wait_ready(self, scheduler: Any, timeout: float = 120.0) -> None:
+    def _wait_ready(self, scheduler: Any, refs: list[Any], timeout: float = 120.0) -> None:
+        """Wait until every actor has started and built its worker (``refs``: its ``configure`` calls)."""
         import ray
 
-        refs = [h.ping.remote() for h in scheduler.handles]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         if len(ready) < len(refs):
             scheduler.shutdown()
             raise UserError(f"--actors: only {len(ready)} of {len(refs)} solver actors started within {timeout:g} s "
                             "(the cluster's resources are busy)")
-        ray.get(ready)
+        try:
+            ray.get(ready)
+        except Exception:
+            scheduler.shutdown()
+            raise
 
     def finish(self) -> None:
         """Final flush, unless the last one already holds everything."""
@@ -485,8 +427,12 @@ class RunExecutor:
 
 def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[str, Any] | None = None, *,
            address: str | None = None, in_process: bool = False, dashboard: bool = False,
-           progress: bool = False, hooks: Hooks | None = None) -> RunSummary:
-    """Start a new run in ``out`` (which must not hold anything); see module docstring."""
+           progress: bool = False, hooks: Hooks | None = None, solver_actors: Sequence[Any] = ()) -> RunSummary:
+    """Start a new run in ``out`` (which must not hold anything); see module docstring.
+
+    ``solver_actors``: actors from :func:`ensemble.cluster.start_solver_actors` (Ray runs), used
+    for the first actor slots and killed at the end like the run's own.
+    """
     out = Path(out)
     if isinstance(config, ProjectConfig):
         raw = config.model_dump(mode="json")
@@ -525,7 +471,7 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
         manifest = Manifest(run_id=run_identity(cfg), config=cfg.model_dump(mode="json"), plan=plan,
                             chunks=records, versions=_versions())
         manifest.save(out)
-        return _execute(out, manifest, cfg, inputs, source, in_process, progress, hooks)
+        return _execute(out, manifest, cfg, inputs, source, in_process, progress, hooks, solver_actors)
     finally:
         if owned:
             import ray
@@ -562,8 +508,9 @@ def resume(out: str | Path, *, address: str | None = None, in_process: bool = Fa
 
 
 def _execute(out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInputs, source: ClosureSource,
-             in_process: bool, progress: bool, hooks: Hooks | None) -> RunSummary:
+             in_process: bool, progress: bool, hooks: Hooks | None, solver_actors: Sequence[Any] = ()) -> RunSummary:
     executor = RunExecutor(out, manifest, cfg, inputs, source, hooks)
+    executor.solver_actors = list(solver_actors)
     start = clock.perf_counter()
     restarts, batches = 0, []
     from ensemble.progress import RunProgress

@@ -22,7 +22,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from ensemble.actors import Chunk, ChunkResult
+from ensemble.worker import Chunk, ChunkResult
 
 logger = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ import numpy as np
 from ensemble.config import ProjectConfig, load_config
 from ensemble.methods import LABELS, LEARNED, LES_ONLY, METHODS
 from ensemble.report import FONT_SIZE, RunResults, _figure, _style, load_reference, load_run, mean_spectrum_error
-from ensemble.run import connect_ray, launch
+from ensemble.cluster import connect_ray
+from ensemble.run import launch
 from ensemble.run_config import sampler_label
 from solvers.errors import UserError
 

@@ -70,6 +70,33 @@ def test_too_few_resources(ray_session, ensemble_setup, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_ray_launch_uses_the_actors_it_started_early_and_matches_the_in_process_run(ray_session, ensemble_setup,
+                                                                                     finished_run, tmp_path):
+    """The CLI starts the solver actors before importing the solver stack; the run configures and
+    uses them (none is left behind) and its members equal the in-process run's."""
+    from ensemble.parquet_sink import read_table
+
+    ray_args = [a for a in TINY if a != "--in-process"]
+    result = invoke("launch", ensemble_setup, "--out", tmp_path / "r", *ray_args, "--actors", "2", "--chunk-size", "1")
+    assert result.exit_code == 0, result.output
+    def rows(out):
+        return read_table(out, "members").to_pandas().sort_values(["member", "step"])
+
+    ray_rows, local_rows = rows(tmp_path / "r"), rows(finished_run)
+    np.testing.assert_array_equal(ray_rows[["member", "step"]], local_rows[["member", "step"]])
+    np.testing.assert_allclose(ray_rows["energy"], local_rows["energy"], rtol=1e-6)
+    np.testing.assert_allclose(ray_rows["rel_error"], local_rows["rel_error"], atol=1e-6)  # float32 round-off at t0
+    assert not [a for a in ray_session.util.list_named_actors() if a.startswith("solver-")]
+
+
+def test_actors_started_early_are_killed_when_the_launch_fails(ray_session, ensemble_setup, tmp_path):
+    ray_args = [a for a in TINY if a != "--in-process"]
+    message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", *ray_args, "--actors", "2",
+                                "--data", tmp_path / "missing.h5"))
+    assert "missing.h5" in message
+    assert not [a for a in ray_session.util.list_named_actors() if a.startswith("solver-")]
+
+
 def tiny_checkpoint(path, grid_size: int):
     """An untrained joint L-CDM checkpoint for the ``les`` problem on a ``grid_size``^2 grid."""
     pytest.importorskip("models.checkpoint")

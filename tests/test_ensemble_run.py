@@ -96,6 +96,23 @@ def test_one_actor_gives_the_same_members_as_two(ray_session, ensemble_setup, tw
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=0, err_msg=name)
 
 
+def test_actors_started_before_the_launch_are_the_ones_it_runs_on(ray_session, ensemble_setup, two_actor_run, tmp_path):
+    """``launch(solver_actors=...)`` configures and uses the given actors and kills them at the end,
+    a spare one too (were they ignored, they would still answer). Same members as its own actors."""
+    from ray.exceptions import RayActorError
+
+    from ensemble.cluster import start_solver_actors
+    from ensemble.config import load_config
+
+    started = start_solver_actors(load_config(ensemble_setup, {"ensemble.actors": 2}))
+    assert len(set(ray_session.get([handle.ping.remote() for handle in started]))) == 2
+    launch(ensemble_setup, tmp_path / "early", {"ensemble.actors": 1}, solver_actors=started)
+    for handle in started:
+        with pytest.raises(RayActorError):
+            ray_session.get(handle.ping.remote(), timeout=30)
+    np.testing.assert_array_equal(members_table(tmp_path / "early")["energy"], members_table(two_actor_run[0])["energy"])
+
+
 def test_killed_actor_still_yields_each_member_once(ray_session, ensemble_setup, two_actor_run, tmp_path):
     killed = []
 
@@ -251,7 +268,7 @@ def test_blown_up_members_are_recorded_and_kept_out_of_statistics(ensemble_setup
 
 def test_failed_chunk_is_recorded_then_resumed(ensemble_setup, tmp_path, monkeypatch):
     """A chunk failing every attempt is reported (manifest, status), never silently dropped; resume redoes it."""
-    from ensemble.actors import SolverWorker
+    from ensemble.worker import SolverWorker
     from ensemble.run import status_text
 
     original = SolverWorker.run_chunk

@@ -38,8 +38,9 @@ def launch(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
 ) -> None:
     """Launch an ensemble run into OUT."""
-    from ensemble.run import launch as launch_run
-    from ensemble.run import status_text
+    from ensemble.cluster import connect_ray, kill_actors, start_solver_actors
+    from ensemble.config import load_config
+    from ensemble.manifest import check_output_dir
 
     overrides = {
         "ensemble.members": members, "ensemble.actors": actors, "ensemble.gpus_per_actor": gpus_per_actor,
@@ -48,8 +49,24 @@ def launch(
         "ensemble.seed": seed, "ensemble.chunk_size": chunk_size, "ensemble.snapshots": snapshots,
         "ensemble.sampler": sampler, "ensemble.sampler_steps": sampler_steps, "coupling.closure_every": closure_every,
     }
-    summary = launch_run(config, out, overrides, address=address, in_process=in_process, dashboard=dashboard,
-                         progress=progress)
+    cfg = load_config(config, overrides)
+    check_output_dir(out)
+    owned, started = False, []
+    if not in_process:  # the actors start now, importing torch while this process imports it too
+        owned = connect_ray(address, dashboard)
+        started = start_solver_actors(cfg)
+    try:
+        from ensemble.run import launch as launch_run
+        from ensemble.run import status_text
+
+        summary = launch_run(cfg, out, address=address, in_process=in_process, progress=progress,
+                             solver_actors=started)
+    finally:
+        kill_actors(started)  # those the run did not take over (it kills its own)
+        if owned:
+            import ray
+
+            ray.shutdown()
     typer.echo(status_text(out))
     typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
 
