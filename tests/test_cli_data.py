@@ -106,3 +106,21 @@ def test_command_line_starts_without_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_console_script_leaves_ray_it_connected_to(monkeypatch):
+    """``main`` disconnects explicitly at the end of a command that used Ray (faster than Ray's exit
+    hook), and does not import Ray for commands that did not."""
+    import types
+
+    from ensemble import cli
+
+    calls = []
+    fake = types.SimpleNamespace(is_initialized=lambda: True, shutdown=lambda: calls.append("shutdown"))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    monkeypatch.setattr(cli, "app", lambda: None)
+    cli.main()
+    assert calls == ["shutdown"]
+    monkeypatch.delitem(sys.modules, "ray")
+    cli.main()
+    assert calls == ["shutdown"] and "ray" not in sys.modules
