@@ -33,20 +33,20 @@ import h5py
 import numpy as np
 import torch
 
-from ensemble.worker import Chunk, ChunkResult, SolverWorker, WorkerSpec
 from ensemble.closures import ClosureSource, resolve_closure, sampler_description
-from ensemble.config import ProjectConfig, load_config, validate_config
 from ensemble.cluster import check_resources, connect_ray, create_named, kill_actors, solver_actor_options
+from ensemble.config import ProjectConfig, load_config, validate_config
 from ensemble.manifest import ChunkRecord, Manifest, check_output_dir
 from ensemble.parquet_sink import ParquetSink, atomic_write_bytes
 from ensemble.run_config import sampler_label
 from ensemble.statistics import Aggregator, Reference, StatisticsBins
+from ensemble.worker import Chunk, ChunkResult, SolverWorker, WorkerSpec
+from solvers.config import steps_in
 from solvers.diagnostics import energy_spectrum
 from solvers.errors import UserError
 from solvers.grid import SpectralGrid
 from solvers.initial import gaussian_random_field, load_field
 from solvers.random import MemberRandom, member_seeds
-from solvers.config import steps_in
 
 logger = logging.getLogger(__name__)
 
