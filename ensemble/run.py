@@ -184,8 +184,9 @@ class RunExecutor:
     """Runs a manifest's unfinished chunks and streams results to disk (one launch or resume)."""
 
     def __init__(self, out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInputs, source: ClosureSource,
-                 hooks: Hooks | None = None) -> None:
+                 hooks: Hooks | None = None, solver_actors: Sequence[Any] = ()) -> None:
         self.out, self.manifest, self.cfg, self.inputs, self.source = out, manifest, cfg, inputs, source
+        self.solver_actors = list(solver_actors)  # started by the caller (cluster.start_solver_actors), unconfigured
         self.hooks = hooks or Hooks()
         plan = manifest.plan
         self.times = np.asarray(plan["times"])
@@ -205,7 +206,6 @@ class RunExecutor:
         self.startup_s = 0.0
         self.start = clock.perf_counter()
         self.display: Any = None
-        self.solver_actors: list[Any] = []  # started by the caller (cluster.start_solver_actors), not yet configured
         self._load_state()
 
     def _bin_metadata(self) -> dict[str, Any]:
@@ -509,8 +509,7 @@ def resume(out: str | Path, *, address: str | None = None, in_process: bool = Fa
 
 def _execute(out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInputs, source: ClosureSource,
              in_process: bool, progress: bool, hooks: Hooks | None, solver_actors: Sequence[Any] = ()) -> RunSummary:
-    executor = RunExecutor(out, manifest, cfg, inputs, source, hooks)
-    executor.solver_actors = list(solver_actors)
+    executor = RunExecutor(out, manifest, cfg, inputs, source, hooks, solver_actors)
     start = clock.perf_counter()
     restarts, batches = 0, []
     from ensemble.progress import RunProgress

@@ -22,6 +22,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
+from ensemble.cluster import kill_actors
 from ensemble.worker import Chunk, ChunkResult
 
 logger = logging.getLogger(__name__)
@@ -148,11 +149,7 @@ class ChunkScheduler:
         return [p for p in out if p.get("chunk") in running]
 
     def shutdown(self) -> None:
-        for handle in self.handles:
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:  # noqa: BLE001
-                pass
+        kill_actors(self.handles)
 
 
 def run_in_process(
