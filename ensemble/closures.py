@@ -18,14 +18,13 @@ from typing import Any
 
 import torch
 
+from ensemble.run_config import CLASSICAL, check_closure_name
 from solvers.closure import Closure
 from solvers.errors import UserError
 from solvers.grid import SpectralGrid
 from solvers.smagorinsky import DynamicSmagorinsky, Smagorinsky
 
 logger = logging.getLogger(__name__)
-
-CLASSICAL = ("none", "smagorinsky", "dynamic-smagorinsky")
 
 
 @dataclass
@@ -54,9 +53,8 @@ def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None 
         if spec != "none" and problem == "missing_physics":
             logger.warning("%s models only the subgrid term; the missing-physics problem needs advection too", spec)
         return ClosureSource(spec, filter_width=filter_width)
+    check_closure_name(spec)
     path = Path(spec)
-    if not path.is_file():
-        raise UserError(f"--closure: {spec!r} is neither {', '.join(CLASSICAL)} nor an existing checkpoint file")
     from models.closures import load_closure  # lazy: models/ is optional for classical closures
 
     try:

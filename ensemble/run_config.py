@@ -10,12 +10,16 @@ every chunk of every run with the same config reduces into identical, mergeable 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, model_validator
 
 from models.config import SamplerName
 from solvers.config import Section
+from solvers.errors import UserError
+
+CLASSICAL = ("none", "smagorinsky", "dynamic-smagorinsky")  # closures named on the command line, not files
 
 
 def sampler_label(sampler: str | None, steps: int | None) -> str | None:
@@ -23,6 +27,23 @@ def sampler_label(sampler: str | None, steps: int | None) -> str | None:
     if sampler is None and steps is None:
         return None
     return f"{sampler or 'default sampler'}{f' x{steps}' if steps else ''}"
+
+
+def check_closure_name(spec: str) -> None:
+    """UserError unless ``spec`` is a classical closure's name or an existing (checkpoint) file."""
+    if spec not in CLASSICAL and not Path(spec).is_file():
+        raise UserError(f"--closure: {spec!r} is neither {', '.join(CLASSICAL)} nor an existing checkpoint file")
+
+
+def check_named_files(section: EnsembleSection, data_path: str) -> None:
+    """UserError unless every file the section names exists: the closure checkpoint, the dataset
+    (``init = "dataset"``; ``data`` or else ``data_path``) or the ``.npy`` field. A quick check, done
+    before a launch joins Ray; reading the files checks the rest."""
+    check_closure_name(section.closure)
+    if section.init == "dataset" and not Path(section.data or data_path).is_file():
+        raise UserError(f"{section.data or data_path}: no such dataset file")
+    if section.init not in ("dataset", "random") and not Path(section.init).is_file():
+        raise UserError(f"--init: {section.init}: no such file")
 
 
 class EnsembleSection(Section):

@@ -64,6 +64,19 @@ def test_unreachable_address(ensemble_setup, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("option, value, start", [
+    ("--closure", "nowhere.safetensors", "--closure: 'nowhere.safetensors' is neither"),
+    ("--data", "nowhere.h5", "nowhere.h5: no such dataset file"),
+    ("--init", "nowhere.npy", "--init: nowhere.npy: no such file"),
+])
+def test_missing_input_files_are_refused_before_ray_is_joined(ensemble_setup, tmp_path, option, value, start):
+    """A typo fails at once: before the (unreachable) cluster is even contacted."""
+    message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--address", "127.0.0.1:9",
+                                option, value, "--no-progress"))
+    assert message.startswith(start), message
+    assert not (tmp_path / "r").exists()
+
+
 def test_too_few_resources(ray_session, ensemble_setup, tmp_path):
     message = user_error(invoke("launch", ensemble_setup, "--out", tmp_path / "r", "--actors", "8", "--no-progress"))
     assert message.startswith("--actors: 8 actors")

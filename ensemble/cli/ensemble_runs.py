@@ -41,6 +41,7 @@ def launch(
     from ensemble.cluster import connect_ray, kill_actors, start_solver_actors
     from ensemble.config import load_config
     from ensemble.manifest import check_output_dir
+    from ensemble.run_config import check_named_files
 
     overrides = {
         "ensemble.members": members, "ensemble.actors": actors, "ensemble.gpus_per_actor": gpus_per_actor,
@@ -51,6 +52,7 @@ def launch(
     }
     cfg = load_config(config, overrides)
     check_output_dir(out)
+    check_named_files(cfg.ensemble, cfg.data.path)  # a typo fails here, before Ray starts
     owned, started = False, []
     if not in_process:  # the actors start now, importing torch while this process imports it too
         owned = connect_ray(address, dashboard)
