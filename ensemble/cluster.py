@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import time as clock
+from pathlib import Path
 from typing import Any
 
 from ensemble.config import ProjectConfig
@@ -96,3 +97,26 @@ def kill_actors(handles: list[Any]) -> None:
             ray.kill(handle, no_restart=True)
         except Exception:  # noqa: BLE001 - already gone
             pass
+
+
+def launch_with_early_actors(cfg: ProjectConfig, out: Path, *, address: str | None, dashboard: bool = False,
+                             progress: bool = False) -> Any:
+    """:func:`ensemble.run.launch` on Ray, its solver actors started before the solver stack is
+    imported here (see module docstring); returns its :class:`~ensemble.run.RunSummary`.
+
+    Joins ``address`` (None: starts a local instance, shut down at the end) and kills any started
+    actor the run did not take over, also when the launch fails.
+    """
+    owned = connect_ray(address, dashboard)
+    started: list[Any] = []
+    try:
+        started = start_solver_actors(cfg)
+        from ensemble.run import launch  # torch and the solver stack, while the actors import theirs
+
+        return launch(cfg, out, address=address, progress=progress, solver_actors=started)
+    finally:
+        kill_actors(started)  # those the run did not take over (it kills its own)
+        if owned:
+            import ray
+
+            ray.shutdown()

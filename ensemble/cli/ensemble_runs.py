@@ -1,4 +1,4 @@
-"""``closure ensemble launch | resume | status``: a thin shell over :mod:`ensemble.run`."""
+"""``closure ensemble launch | resume | status``: a thin shell over :mod:`ensemble.run` and :mod:`ensemble.cluster`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def launch(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
 ) -> None:
     """Launch an ensemble run into OUT."""
-    from ensemble.cluster import connect_ray, kill_actors, start_solver_actors
+    from ensemble.cluster import launch_with_early_actors
     from ensemble.config import load_config
     from ensemble.manifest import check_output_dir
     from ensemble.run_config import check_named_files
@@ -53,22 +53,14 @@ def launch(
     cfg = load_config(config, overrides)
     check_output_dir(out)
     check_named_files(cfg.ensemble, cfg.data.path)  # a typo fails here, before Ray starts
-    owned, started = False, []
-    if not in_process:  # the actors start now, importing torch while this process imports it too
-        owned = connect_ray(address, dashboard)
-        started = start_solver_actors(cfg)
-    try:
+    if in_process:
         from ensemble.run import launch as launch_run
-        from ensemble.run import status_text
 
-        summary = launch_run(cfg, out, address=address, in_process=in_process, progress=progress,
-                             solver_actors=started)
-    finally:
-        kill_actors(started)  # those the run did not take over (it kills its own)
-        if owned:
-            import ray
+        summary = launch_run(cfg, out, in_process=True, progress=progress)
+    else:
+        summary = launch_with_early_actors(cfg, out, address=address, dashboard=dashboard, progress=progress)
+    from ensemble.run import status_text
 
-            ray.shutdown()
     typer.echo(status_text(out))
     typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
 
