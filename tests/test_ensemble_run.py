@@ -269,7 +269,7 @@ def test_blown_up_members_are_recorded_and_kept_out_of_statistics(ensemble_setup
 def test_failed_chunk_is_recorded_then_resumed(ensemble_setup, tmp_path, monkeypatch):
     """A chunk failing every attempt is reported (manifest, status), never silently dropped; resume redoes it."""
     from ensemble.worker import SolverWorker
-    from ensemble.run import status_text
+    from ensemble.status import status_text
 
     original = SolverWorker.run_chunk
 

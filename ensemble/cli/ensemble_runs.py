@@ -59,7 +59,7 @@ def launch(
         summary = launch_run(cfg, out, in_process=True, progress=progress)
     else:
         summary = launch_with_early_actors(cfg, out, address=address, dashboard=dashboard, progress=progress)
-    from ensemble.run import status_text
+    from ensemble.status import status_text
 
     typer.echo(status_text(out))
     typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
@@ -76,7 +76,7 @@ def resume(
 ) -> None:
     """Finish an interrupted run without redoing finished members."""
     from ensemble.run import resume as resume_run
-    from ensemble.run import status_text
+    from ensemble.status import status_text
 
     summary = resume_run(run_dir, address=address, in_process=in_process, dashboard=dashboard, progress=progress,
                          actors=actors)
@@ -87,7 +87,7 @@ def resume(
 @ensemble_app.command()
 def status(run_dir: Path = typer.Argument(..., help="a run directory")) -> None:
     """Print a run's progress, blow-ups and failures."""
-    from ensemble.run import status_text
+    from ensemble.status import status_text
 
     typer.echo(status_text(run_dir))
 
