@@ -59,6 +59,7 @@ class StudyRow:
     rel_errors: list[float]
     spectrum_error: float
     crps: float
+    spread_skill: float
 
 
 @dataclass
@@ -127,6 +128,7 @@ def score_run(results: RunResults, reference: Any, method: str, wall_s: float, w
     index = score_indices(results.times)
     rel = results.group_mean("rel_error_mean")
     crps = results.group_mean("crps_vorticity")
+    spread_skill = results.group_mean("spread_skill")
     return StudyRow(
         method=method, closure=str(results.manifest.config["ensemble"]["closure"]),
         members=results.manifest.members_with("done") - len(results.manifest.blowups),
@@ -134,7 +136,7 @@ def score_run(results: RunResults, reference: Any, method: str, wall_s: float, w
         wall_ratio=wall_s / wall_none if wall_none > 0 else float("nan"),
         rel_errors=[float(rel[i]) for i in index],
         spectrum_error=mean_spectrum_error(results, reference) if reference is not None else float("nan"),
-        crps=float(crps[-1]),
+        crps=float(crps[-1]), spread_skill=float(spread_skill[-1]),
     )
 
 
@@ -212,13 +214,13 @@ def study_markdown(study: StudyResult, cfg: ProjectConfig, data_path: str) -> st
     members = study.rows[0].members + study.rows[0].blowups if study.rows else 0
     times = " | ".join(f"rel. error t={t:g}" for t in study.times)
     lines = [
-        "| method | wall s | × no closure | " + times + " | spectrum error | CRPS ω | blow-ups |",
-        "|---|---|---|" + "---|" * len(study.times) + "---|---|---|",
+        "| method | wall s | × no closure | " + times + " | spectrum error | CRPS ω | spread–skill | blow-ups |",
+        "|---|---|---|" + "---|" * len(study.times) + "---|---|---|---|",
     ]
     for r in study.rows:
         errors = " | ".join(_fmt(e) for e in r.rel_errors)
         lines.append(f"| {LABELS[r.method]} | {r.wall_s:.1f} | {_fmt(r.wall_ratio)} | {errors} | "
-                     f"{_fmt(r.spectrum_error)} | {_fmt(r.crps)} | {r.blowups} |")
+                     f"{_fmt(r.spectrum_error)} | {_fmt(r.crps)} | {_fmt(r.spread_skill, 2)} | {r.blowups} |")
     notes = [
         f"A-posteriori study, {study.problem} problem, {members} members per method from the test trajectories of "
         f"`{data_path}` (start t = {study.t0:g}, grid {cfg.data.n_coarse}², dt = {cfg.solver.dt:g}, closure every "
@@ -226,7 +228,9 @@ def study_markdown(study: StudyResult, cfg: ProjectConfig, data_path: str) -> st
         f"Wall time: the whole launch (closure loading included), {study.execution}; relative error: ‖mean − ref‖/‖ref‖ of the ensemble-mean vorticity "
         "against filtered DNS, mean over initial conditions; spectrum error: RMS over 1 ≤ k ≤ n/4 of "
         "log10(E/E_ref) of the ensemble-mean spectrum at the last time (decades); CRPS ω: fair CRPS of the "
-        "vorticity at the probe points at the last time.",
+        "vorticity at the probe points at the last time; spread–skill: sqrt((M+1)/M) spread / RMSE of the "
+        "ensemble at the last time, mean over initial conditions (1 for a reliable ensemble, below 1 "
+        "under-dispersed).",
     ]
     for method, why in study.skipped.items():
         notes.append(f"Not run: {LABELS[method]}: {why}.")

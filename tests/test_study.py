@@ -2,7 +2,8 @@
 the runs' Parquet statistics, learned methods without a checkpoint and LES-only methods on the
 missing-physics problem skipped with a note, bad input refused.
 
-Setup: the session's tiny 16^2 LES config (``conftest.ensemble_setup``), 4 members per method.
+Setup: the session's tiny 16^2 LES config (``conftest.ensemble_setup``), 8 members per method
+(2 per initial condition, so the spread is defined).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def study(ensemble_setup, tmp_path_factory):
     config = root / "study.toml"  # [training].out points where no checkpoint exists
     config.write_text(ensemble_setup.read_text() + f'\n[training]\nout = "{root / "no-checkpoints"}"\n')
     out = root / "out"
-    result = CliRunner().invoke(app, ["study", str(config), "--out", str(out), "--members", "4", "--methods",
+    result = CliRunner().invoke(app, ["study", str(config), "--out", str(out), "--members", "8", "--methods",
                                       ",".join(METHODS), "--closure-every", "3", "--sampler", "ancestral",
                                       "--sampler-steps", "4", "--no-progress"])
     assert result.exit_code == 0, result.output
@@ -63,7 +64,9 @@ def test_methods_share_initial_conditions_and_the_table_is_the_parquet_numbers(s
         for t, value in zip(times, row["rel_errors"]):
             expected = np.mean([e for e, s in zip(stats["rel_error_mean"], stats["time"]) if s == t])
             assert value == pytest.approx(expected, rel=1e-12)
-        assert row["members"] == 4 and row["blowups"] == 0 and row["wall_s"] > 0
+        last = [v for v, s in zip(stats["spread_skill"], stats["time"]) if s == times[-1]]
+        assert np.isfinite(last).all() and row["spread_skill"] == pytest.approx(np.mean(last), rel=1e-12)
+        assert row["members"] == 8 and row["blowups"] == 0 and row["wall_s"] > 0
     assert first["none"] == first["smagorinsky"] == first["dynamic-smagorinsky"]  # same initial fields
     errors = {r["method"]: r["rel_errors"][-1] for r in payload["rows"]}
     assert errors["none"] != errors["smagorinsky"]  # the closure changed the run
