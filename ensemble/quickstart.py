@@ -112,7 +112,7 @@ def summary_text(result: QuickstartResult) -> str:
         lines.append(f"  at t = {last['time']:g}: relative error of the ensemble mean {last['rel_error_mean']:.3g} "
                      f"(no closure {base.get('rel_error_final', nan):.3g}), CRPS {last['crps_vorticity']:.3g} "
                      f"(no closure {base.get('crps_vorticity_final', nan):.3g}), spread-skill "
-                     f"{last['spread_skill']:.2f}")
+                     f"{last['spread_skill']:.2f}{_calibration_hint(last['spread_skill'])}")
     lines += [
         "Where everything went:",
         f"  closure run   {result.closure_run}   (Parquet: stats/, members/, blowups/; manifest.json)",
@@ -122,3 +122,16 @@ def summary_text(result: QuickstartResult) -> str:
         f"closure ensemble status {result.closure_run}",
     ]
     return "\n".join(lines)
+
+
+def _calibration_hint(spread_skill: float) -> str:
+    """How to read a spread-skill ratio (1: the spread matches the error of the mean).
+
+    >>> _calibration_hint(0.25)
+    " (under-dispersed: the spread is a lower bound of the uncertainty; README, 'Results')"
+    >>> _calibration_hint(0.9), _calibration_hint(float("nan"))
+    ('', '')
+    """
+    if not 0 < spread_skill < 0.5:
+        return ""
+    return " (under-dispersed: the spread is a lower bound of the uncertainty; README, 'Results')"
