@@ -125,10 +125,7 @@ class ChunkScheduler:
         queue.appendleft(chunk)
 
     def _restart(self, slot: int) -> None:
-        try:
-            ray.kill(self.handles[slot], no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        kill_actors([self.handles[slot]])
         self.generation[slot] += 1
         self.restarts += 1
         name = self.actor_name(slot)
