@@ -279,16 +279,26 @@ def time_dns(args) -> tuple[float, tuple[float, float]]:
     return wall, (min(walls), max(walls))
 
 
-def time_reference_rollout(workdir: Path, closure: str, args, dt: float) -> dict[str, dict[str, Any]]:
-    """Target 6c: the issue's reference rollout (``args.members`` x ``REFERENCE_STEPS`` steps, the
-    closure refreshed every ``SPARSE_EVERY`` steps, two chunks) in-process, on 1 and on 2 actors."""
-    rollout = argparse.Namespace(**{**vars(args), "duration": REFERENCE_STEPS * dt})
-    chunk = -(-args.members // 2)
-    modes = {"in-process": {"in_process": True}, "1 actor": {"actors": 1, "in_process": False},
+RAY_MODES = {"in-process": {"in_process": True}, "1 actor": {"actors": 1, "in_process": False},
              "2 actors": {"actors": 2, "in_process": False}}
-    return {mode: run_ensemble(workdir, f"rollout-{mode.replace(' ', '-')}", closure, rollout,
-                               closure_every=SPARSE_EVERY, chunk_size=chunk, **extra)
-            for mode, extra in modes.items()}
+
+
+def ray_comparison(workdir: Path, prefix: str, closure: str, args, chunk_size: int,
+                   closure_every: int | None = None) -> dict[str, dict[str, Any]]:
+    """One ensemble in each of ``RAY_MODES`` (in-process, on 1 and on 2 Ray actors), same chunks."""
+    return {mode: run_ensemble(workdir, f"{prefix}-{mode.replace(' ', '-')}", closure, args,
+                               closure_every=closure_every, chunk_size=chunk_size, **extra)
+            for mode, extra in RAY_MODES.items()}
+
+
+def ray_target(name: str, runs: dict[str, dict[str, Any]], **figures: Any) -> dict[str, Any]:
+    """Targets 6 and 6c: 1-actor over in-process wall time (<= 1.2), the 2-actor speed-up and the
+    actor's start-up beside it, plus ``figures``."""
+    one, in_process = runs["1 actor"], runs["in-process"]
+    return target(name, one["wall_s"] / in_process["wall_s"], 1.2, False,
+                  spread=ratio_spread(one["wall_span_s"], in_process["wall_span_s"]),
+                  two_actor_speedup=round(one["wall_s"] / runs["2 actors"]["wall_s"], 3),
+                  startup_s_1_actor=round(one["startup_s"], 2), **figures)
 
 
 def time_cli_launches(ray_args, workdir: Path) -> dict[str, dict[str, Any]]:
@@ -388,13 +398,12 @@ def main() -> None:
 
     ray.init(num_cpus=platform_cores(), include_dashboard=False, logging_level="ERROR")
     ray_args = argparse.Namespace(**{**vars(args), "members": args.ray_members, "duration": 2.0})
-    ray_runs = {
-        "in-process": run_ensemble(workdir, "ray-in-process", "none", ray_args, chunk_size=16, in_process=True),
-        "1 actor": run_ensemble(workdir, "ray-1-actor", "none", ray_args, chunk_size=16, actors=1, in_process=False),
-        "2 actors": run_ensemble(workdir, "ray-2-actors", "none", ray_args, chunk_size=16, actors=2, in_process=False),
-    }
+    ray_runs = ray_comparison(workdir, "ray", "none", ray_args, chunk_size=16)
     cli_runs = time_cli_launches(ray_args, workdir)
-    rollout_runs = time_reference_rollout(workdir, runs["flow-subpixel"]["closure"], args, cfg.solver.dt)
+    # 6c: the issue's reference rollout, the closure refreshed every SPARSE_EVERY steps, two chunks
+    rollout_args = argparse.Namespace(**{**vars(args), "duration": REFERENCE_STEPS * cfg.solver.dt})
+    rollout_runs = ray_comparison(workdir, "rollout", runs["flow-subpixel"]["closure"], rollout_args,
+                                  chunk_size=-(-args.members // 2), closure_every=SPARSE_EVERY)
     ray.shutdown()
     shutil.rmtree(workdir, ignore_errors=True)
 
@@ -450,24 +459,17 @@ def main() -> None:
                    "aposteriori_spectrum_max_rel_error_after_2_units": round(spectrum_error(tuned["long"], k_half), 3),
                    "aposteriori_rel_error_after_2_units": round(tuned["long"]["rel_error"], 4)})),
         target("5. coarse step / FFT time, 64^2 x 64 members", solver["step_s"] / solver["fft_s"], 1.5, False),
-        target("6. Ray 1 actor / in-process wall time", ray_runs["1 actor"]["wall_s"] / ray_runs["in-process"]["wall_s"],
-               1.2, False, spread=ratio_spread(ray_runs["1 actor"]["wall_span_s"], ray_runs["in-process"]["wall_span_s"]),
-               two_actor_speedup=round(ray_runs["1 actor"]["wall_s"] / ray_runs["2 actors"]["wall_s"], 3),
-               startup_s_1_actor=round(ray_runs["1 actor"]["startup_s"], 2),
-               ratio_after_startup=round((ray_runs["1 actor"]["wall_s"] - ray_runs["1 actor"]["startup_s"])
-                                         / ray_runs["in-process"]["wall_s"], 3)),
+        ray_target("6. Ray 1 actor / in-process wall time", ray_runs,
+                   ratio_after_startup=round((ray_runs["1 actor"]["wall_s"] - ray_runs["1 actor"]["startup_s"])
+                                             / ray_runs["in-process"]["wall_s"], 3)),
         target("6b. the same from the command line: `closure ensemble launch`, 1 actor / --in-process",
                cli_runs["1 actor"]["wall_s"] / cli_runs["in-process"]["wall_s"], 1.2, False,
                spread=ratio_spread(cli_runs["1 actor"]["wall_span_s"], cli_runs["in-process"]["wall_span_s"]),
                wall_s_in_process=round(cli_runs["in-process"]["wall_s"], 2),
                wall_s_1_actor=round(cli_runs["1 actor"]["wall_s"], 2)),
-        target(f"6c. Ray 1 actor / in-process, reference rollout ({args.members} x {REFERENCE_STEPS:,} steps, "
-               f"subpixel flow every {SPARSE_EVERY})",
-               rollout_runs["1 actor"]["wall_s"] / rollout_runs["in-process"]["wall_s"], 1.2, False,
-               spread=ratio_spread(rollout_runs["1 actor"]["wall_span_s"], rollout_runs["in-process"]["wall_span_s"]),
-               two_actor_speedup=round(rollout_runs["1 actor"]["wall_s"] / rollout_runs["2 actors"]["wall_s"], 3),
-               startup_s_1_actor=round(rollout_runs["1 actor"]["startup_s"], 2),
-               wall_s_in_process=round(rollout_runs["in-process"]["wall_s"], 2)),
+        ray_target(f"6c. Ray 1 actor / in-process, reference rollout ({args.members} x {REFERENCE_STEPS:,} steps, "
+                   f"subpixel flow every {SPARSE_EVERY})", rollout_runs,
+                   wall_s_in_process=round(rollout_runs["in-process"]["wall_s"], 2)),
     ]
     for t in targets:
         t["pass"] = bool(t["pass"] and t.get("spectrum_ok", True) and t.get("accuracy_ok", True))
