@@ -1,6 +1,6 @@
 """Performance targets of the product, each a ratio measured side by side in this one run.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 15 minutes on a
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 8-10 minutes on a
 2-core CPU. Writes ``benchmarks/results.json`` (``targets``: name, measured, target, pass, plus
 the accuracy figures) and ``benchmarks/results.md`` (one Markdown table with the machine).
 
