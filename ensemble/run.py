@@ -80,6 +80,15 @@ class RunSummary:
     compute_s: float = 0.0  # sum over chunks of the workers' integration time
     startup_s: float = 0.0  # creating the actors until all answered (Ray only)
 
+    def timing_text(self) -> str:
+        """The CLI's last line: member-steps and wall time, and how much of it workers integrated.
+
+        >>> RunSummary(None, 2.5, 8000, compute_s=3.125).timing_text()
+        '8,000 member-steps in 2.50 s; the workers integrated for 3.12 s in all'
+        """
+        return (f"{self.member_steps:,} member-steps in {self.elapsed:.2f} s; "
+                f"the workers integrated for {self.compute_s:.2f} s in all")
+
 
 @dataclass
 class Hooks:

@@ -9,7 +9,7 @@ import pytest
 
 MODULES = [
     "solvers.random", "models.config", "models.samplers", "models.normalization", "models.sde",
-    "ensemble.run_config", "ensemble.config", "ensemble.quickstart",
+    "ensemble.run_config", "ensemble.config", "ensemble.quickstart", "ensemble.run",
 ]
 
 

@@ -62,7 +62,7 @@ def launch(
     from ensemble.status import status_text
 
     typer.echo(status_text(out))
-    typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
+    typer.echo(summary.timing_text())
 
 
 @ensemble_app.command()
@@ -81,7 +81,7 @@ def resume(
     summary = resume_run(run_dir, address=address, in_process=in_process, dashboard=dashboard, progress=progress,
                          actors=actors)
     typer.echo(status_text(run_dir))
-    typer.echo(f"{summary.member_steps:,} member-steps in {summary.elapsed:.1f} s")
+    typer.echo(summary.timing_text())
 
 
 @ensemble_app.command()
