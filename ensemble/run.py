@@ -81,7 +81,7 @@ class RunSummary:
     startup_s: float = 0.0  # creating the actors until all answered (Ray only)
 
     def timing_text(self) -> str:
-        """The CLI's last line: member-steps and wall time, and how much of it workers integrated.
+        """The CLI's last line: member-steps, wall time and the workers' integration time (summed).
 
         >>> RunSummary(None, 2.5, 8000, compute_s=3.125).timing_text()
         '8,000 member-steps in 2.50 s; the workers integrated for 3.12 s in all'
