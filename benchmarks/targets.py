@@ -112,6 +112,8 @@ LONG_S = 30.0  # a launch longer than this is not repeated (P-CDM: noise is smal
 SHORT_S = 2.0  # a launch shorter than this is repeated SHORT_REPEATS times (cheap, and the noisiest)
 SHORT_REPEATS = 7
 LONG_HORIZON = 2.0  # time units of the extra 4d run (the study's span), reported beside 4d, not judged
+LATENT_CLOSURES = (("joint-lcdm", "joint L-CDM"), ("flow", "flow matching (upsample AE)"),
+                   ("flow-subpixel", "flow matching (subpixel AE)"))  # run label, name in rows 3a-c and 3d-f
 REFERENCE_STEPS = 20_000  # the reference rollout (the paper's timing): --members x 20,000 steps
 THREADS = 1  # torch threads of every measurement (module docstring)
 
@@ -387,7 +389,7 @@ def main() -> None:
             ("flow-subpixel", str(CHECKPOINTS / "subpixel" / "flow.safetensors")),
         ]
     }
-    for label in ("joint-lcdm", "flow", "flow-subpixel"):
+    for label, _ in LATENT_CLOSURES:
         runs[f"{label}, every {SPARSE_EVERY}"] = run_ensemble(
             workdir, f"{label}-every-{SPARSE_EVERY}", runs[label]["closure"], args, closure_every=SPARSE_EVERY)
     long_args = argparse.Namespace(**{**vars(args), "duration": LONG_HORIZON})
@@ -438,8 +440,7 @@ def main() -> None:
         *[target(f"3{letter}. closure overhead, {name} / no closure", cost[label] / cost["none"], 5, False,
                  spread=ratio_spread(span[label], span["none"]), rel_error=round(runs[label]["rel_error"], 4),
                  rel_error_no_closure=round(runs["none"]["rel_error"], 4))
-          for letter, label, name in (("a", "joint-lcdm", "joint L-CDM"), ("b", "flow", "flow matching (upsample AE)"),
-                                      ("c", "flow-subpixel", "flow matching (subpixel AE)"))],
+          for letter, (label, name) in zip("abc", LATENT_CLOSURES)],
         target("4a. DNS / joint L-CDM ensemble cost", dns_wall / cost["joint-lcdm"], 10, True,
                spread=ratio_spread(dns_span, span["joint-lcdm"]),
                spectrum_max_rel_error=round(spectrum_error(joint, k_half), 3), spectrum_ok=spectrum_error(joint, k_half) <= 0.1),
@@ -451,8 +452,7 @@ def main() -> None:
                  spread=ratio_spread(span[f"{label}, every {SPARSE_EVERY}"], span["none"]),
                  rel_error=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"], 4),
                  error_vs_every_5=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"] / runs[label]["rel_error"], 3))
-          for letter, label, name in (("d", "joint-lcdm", "joint L-CDM"), ("e", "flow", "flow matching (upsample AE)"),
-                                      ("f", "flow-subpixel", "flow matching (subpixel AE)"))],
+          for letter, (label, name) in zip("def", LATENT_CLOSURES)],
         target("4c. DNS / flow-matching (subpixel AE) ensemble cost", dns_wall / cost["flow-subpixel"], 10, True,
                spread=ratio_spread(dns_span, span["flow-subpixel"]),
                spectrum_max_rel_error=round(spectrum_error(fast_flow, k_half), 3), spectrum_ok=spectrum_error(fast_flow, k_half) <= 0.1),
