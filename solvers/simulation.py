@@ -158,6 +158,8 @@ class Simulation:
                 w_hat, members = w_hat[keep], members[keep]
                 seed_list = [seed_list[i] for i in keep.tolist()]
                 closure_term = None if closure_term is None else closure_term[keep]
+                if eq.closure_hat is not None:  # the held term stays on the survivors' rows
+                    eq.closure_hat = eq.closure_hat[keep]
                 increment = None if increment is None else increment[keep]
                 if self.closure is not None:
                     self.closure.keep(keep)

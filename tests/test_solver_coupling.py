@@ -71,6 +71,24 @@ def test_blow_up_is_reported_with_member_and_step_and_others_continue() -> None:
     assert torch.isfinite(snapshots[-1].vorticity).all()
 
 
+def test_blow_up_on_a_held_step_keeps_the_others_on_their_own_paths() -> None:
+    """A member lost between closure refreshes drops out of the held term too: the survivors go on
+    exactly as they would without it (advection, noise and a stochastic closure every 5 steps)."""
+    def run(seeds: list[int], blow: bool):
+        sim = build_simulation(PhysicsConfig(), SolverConfig(device="cpu", precision="float64", dt=0.05), 16,
+                               closure=CountingClosure())
+        w0 = gaussian_random_field(sim.equation.grid, MemberRandom(seeds))
+        if blow:
+            w0[1] *= 1e4
+        return list(sim.run(w0, seeds, 40, 10))
+
+    batch, alone = run([1, 2, 3], blow=True), run([1, 3], blow=False)
+    (lost,) = [b for s in batch for b in s.blow_ups]
+    assert lost.member == 1 and lost.step % 5 != 0  # the next step holds the term sampled for 3 members
+    assert batch[-1].members.tolist() == [0, 2]
+    torch.testing.assert_close(batch[-1].vorticity, alone[-1].vorticity, rtol=1e-12, atol=1e-12)
+
+
 def test_blow_up_step_is_the_first_step_with_a_non_finite_state() -> None:
     """The per-step check is exact: the reported step is the member's first non-finite one, found
     here by stepping that member alone."""
