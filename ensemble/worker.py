@@ -23,7 +23,7 @@ import torch
 
 from ensemble.closures import ClosureSource, build_closure
 from ensemble.config import ProjectConfig
-from ensemble.statistics import GroupStatistics, MemberFields, Reference, StatisticsBins
+from ensemble.statistics import GroupStatistics, MemberFields, Reference, StatisticsBins, member_relative_error
 from solvers.allocator import tune_allocator
 from solvers.config import resolve_device
 from solvers.diagnostics import energy_spectrum
@@ -170,12 +170,9 @@ class SolverWorker:
         alive = np.isfinite(b.energy)  # [K, T]
         rel_error = np.full((k, t), np.nan)
         if references is not None:
-            ref = np.stack([references[g].vorticity for g in groups])  # [K, T, n, n]
-            valid = np.stack([references[g].valid for g in groups])  # [K, T]
-            diff = np.linalg.norm((b.vorticity - ref).reshape(k, t, -1), axis=-1)
-            norm = np.linalg.norm(ref.reshape(k, t, -1), axis=-1)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                rel_error = np.where(valid, diff / norm, np.nan)
+            for g in np.unique(groups):
+                rows = groups == g
+                rel_error[rows] = member_relative_error(b.vorticity[rows], references[g])
         row, col = np.nonzero(alive)
         ids, seeds = np.asarray(chunk.members, np.int64), np.asarray(chunk.seeds, np.int64)
         steps = np.arange(t, dtype=np.int64) * spec.output_every

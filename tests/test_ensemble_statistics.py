@@ -7,7 +7,10 @@ import pytest
 
 from ensemble.crps import crps_fair
 from ensemble.run_config import EnsembleSection
-from ensemble.statistics import Aggregator, GroupStatistics, MemberFields, Reference, StatisticsBins
+from ensemble.statistics import (
+    Aggregator, GroupStatistics, MemberFields, Reference, StatisticsBins, _histogram_counts, _mean_and_m2,
+    _time_blocks, member_relative_error, uniform_bin_index,
+)
 
 N, T = 8, 3
 
@@ -89,6 +92,46 @@ def test_columns_equal_numpy_on_all_members(bins):
     closure_width = bins.closure_edges[1] - bins.closure_edges[0]
     counts, _ = np.histogram(data.closure[:, 2], bins=bins.closure_edges)
     np.testing.assert_allclose(np.array(cols["closure_pdf"][2]) * closure_width * w[:, 2].size, counts, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("edges", [np.linspace(-4.0, 4.0, 129), np.linspace(-0.5, 0.5, 129), np.linspace(0.1, 0.7, 7)])
+def test_uniform_bin_index_is_searchsorted_exactly(edges, dtype):
+    """On every edge, one ulp either side of it, outside the range, at +-inf and NaN, and on
+    random values, the arithmetic index equals ``np.searchsorted(..., side="right")``."""
+    on_edges = edges.astype(dtype)
+    near = np.concatenate([on_edges, np.nextafter(on_edges, dtype(-np.inf)), np.nextafter(on_edges, dtype(np.inf))])
+    special = np.array([np.nan, np.inf, -np.inf, 1e30, -1e30, 0.0], dtype)
+    spread = np.random.default_rng(0).normal(scale=edges[-1] - edges[0], size=10_000).astype(dtype)
+    values = np.concatenate([near, special, spread])[None]  # [1, V]: any leading shape
+    np.testing.assert_array_equal(uniform_bin_index(values, edges), np.searchsorted(edges, values, side="right"))
+
+
+def test_block_reductions_equal_numpy_over_all_times():
+    """Histograms, mean and M2 and the members' relative errors, computed a few times at a time,
+    equal NumPy's over the whole array (float32 fields, as the workers record them)."""
+    rng = np.random.default_rng(7)
+    w = rng.normal(scale=2.0, size=(6, 300, 16, 16)).astype(np.float32)
+    assert len(_time_blocks(w)) >= 2  # the blocks split the times
+    edges = np.linspace(-4.0, 4.0, 65)
+    counts = _histogram_counts(w, edges)
+    flat = w.reshape(6, 300, -1)
+    for t in (0, 151, 299):
+        inside, _ = np.histogram(flat[:, t], bins=edges)
+        below, above = (flat[:, t] < edges[0]).sum(), (flat[:, t] >= edges[-1]).sum()
+        last_edge = (flat[:, t] == edges[-1]).sum()  # np.histogram's last bin is closed, ours sends it above
+        np.testing.assert_array_equal(counts[t], [below, *inside[:-1], inside[-1] - last_edge, above])
+    mean, m2 = _mean_and_m2(w)
+    w64 = w.astype(np.float64)
+    np.testing.assert_allclose(mean, w64.mean(0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(m2, ((w64 - w64.mean(0)) ** 2).sum(0), rtol=1e-12)
+    ref = Reference(rng.normal(size=(300, 16, 16)).astype(np.float32), np.ones(300), np.ones(300),
+                    np.arange(300) % 7 != 0)
+    rel = member_relative_error(w, ref)
+    expected = np.linalg.norm((w64 - ref.vorticity).reshape(6, 300, -1), axis=-1) / np.linalg.norm(
+        ref.vorticity.astype(np.float64).reshape(300, -1), axis=-1)
+    np.testing.assert_allclose(rel[:, ref.valid], expected[:, ref.valid], rtol=1e-5)
+    assert np.isnan(rel[:, ~ref.valid]).all()
 
 
 def test_run_without_closure_term_has_no_closure_pdf(bins):
