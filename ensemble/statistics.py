@@ -115,7 +115,10 @@ class MemberFields:
         )
 
     def select(self, rows: np.ndarray) -> MemberFields:
-        """The fields of the members ``rows`` (``closure_valid`` is shared)."""
+        """The fields of the members ``rows`` (ascending, unique; ``closure_valid`` is shared): views
+        when the rows are consecutive (a chunk's group, no member lost), copies otherwise."""
+        if rows.size and rows[-1] - rows[0] + 1 == rows.size:
+            rows = slice(int(rows[0]), int(rows[-1]) + 1)
         return MemberFields(
             vorticity=self.vorticity[rows], closure=self.closure[rows], closure_valid=self.closure_valid,
             energy=self.energy[rows], enstrophy=self.enstrophy[rows], spectrum=self.spectrum[rows],
