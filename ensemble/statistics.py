@@ -126,7 +126,7 @@ class MemberFields:
 
 
 def uniform_bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """``np.searchsorted(edges, values, side="right")`` for evenly spaced ``edges``, exactly, in O(1) a value.
+    """``np.searchsorted(edges, values, side="right")`` for evenly spaced ``edges``, exactly, in O(1) per value.
 
     The index ``r`` (0 = below the first edge, ``len(edges)`` = at or above the last, NaN there
     too) is first estimated arithmetically, ``floor((v - e_0) / h) + 1``, then corrected by one

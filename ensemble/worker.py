@@ -171,8 +171,8 @@ class SolverWorker:
         rel_error = np.full((k, t), np.nan)
         if references is not None:
             for g in np.unique(groups):
-                rows = groups == g
-                rel_error[rows] = member_relative_error(b.vorticity[rows], references[g])
+                rows = np.flatnonzero(groups == g)
+                rel_error[rows] = member_relative_error(b.select(rows).vorticity, references[g])
         row, col = np.nonzero(alive)
         ids, seeds = np.asarray(chunk.members, np.int64), np.asarray(chunk.seeds, np.int64)
         steps = np.arange(t, dtype=np.int64) * spec.output_every
