@@ -336,7 +336,7 @@ class RunExecutor:
 
     # -- drivers
     def run_in_process(self) -> None:
-        from ensemble.scheduler import run_in_process
+        from ensemble.in_process import run_in_process
 
         threads = torch.get_num_threads()  # the worker sets its own; restore the caller's afterwards
         try:

@@ -23,12 +23,10 @@ import ray
 from ray.exceptions import RayActorError, RayError
 
 from ensemble.cluster import kill_actors
-from ensemble.worker import Chunk, ChunkResult
+from ensemble.in_process import ErrorFn, ResultFn
+from ensemble.worker import Chunk
 
 logger = logging.getLogger(__name__)
-
-ResultFn = Callable[[ChunkResult], None]
-ErrorFn = Callable[[Chunk, str], None]
 
 
 class ChunkScheduler:
@@ -148,30 +146,3 @@ class ChunkScheduler:
     def shutdown(self) -> None:
         kill_actors(self.handles)
 
-
-def run_in_process(
-    run_chunk: Callable[[Chunk], ChunkResult],
-    chunks: Sequence[Chunk],
-    on_result: ResultFn,
-    on_error: ErrorFn | None = None,
-    on_failure: ErrorFn | None = None,
-    max_attempts: int = 3,
-    on_tick: Callable[[], None] | None = None,
-) -> None:
-    """The same contract without Ray: chunks one after the other in this process."""
-    for chunk in chunks:
-        for attempt in range(1, max_attempts + 1):
-            try:
-                result = run_chunk(chunk)
-            except Exception as exc:  # noqa: BLE001 - recorded and retried like a remote failure
-                message = f"attempt {attempt} in-process: {type(exc).__name__}: {exc}"
-                logger.warning("chunk %d failed (%s)", chunk.id, message)
-                if on_error is not None:
-                    on_error(chunk, message)
-                if attempt == max_attempts and on_failure is not None:
-                    on_failure(chunk, message)
-                continue
-            on_result(result)
-            break
-        if on_tick is not None:
-            on_tick()
