@@ -12,8 +12,9 @@ The schemas are documented in ``ensemble/SCHEMA.md``.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,14 +52,20 @@ STATS_SCHEMA = pa.schema(
 SCHEMAS = {"members": MEMBERS_SCHEMA, "blowups": BLOWUPS_SCHEMA, "stats": STATS_SCHEMA}
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a synced temporary file and ``os.replace``."""
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, sync it, then ``os.replace`` it onto
+    ``path``: readers see the old file or the whole new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as handle:
-        handle.write(data)
+        write(handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda handle: handle.write(data))
 
 
 class ParquetSink:
@@ -82,11 +89,7 @@ class ParquetSink:
         data = pa.Table.from_pydict({name: columns[name] for name in schema.names}, schema=schema)
         path = self.path(table, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        pq.write_table(data, tmp)
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        atomic_write(path, lambda handle: pq.write_table(data, handle))
         return path
 
 

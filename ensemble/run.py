@@ -38,7 +38,7 @@ from ensemble.closures import ClosureSource, resolve_closure, sampler_descriptio
 from ensemble.cluster import check_resources, connect_ray, create_named, kill_actors, solver_actor_options
 from ensemble.config import ProjectConfig, load_config, validate_config
 from ensemble.manifest import ChunkRecord, Manifest, check_output_dir
-from ensemble.parquet_sink import ParquetSink, atomic_write_bytes
+from ensemble.parquet_sink import ParquetSink, atomic_write, atomic_write_bytes
 from ensemble.statistics import Aggregator, Reference, StatisticsBins
 from ensemble.worker import Chunk, ChunkResult, SolverWorker, WorkerSpec
 from solvers.config import steps_in
@@ -314,10 +314,8 @@ class RunExecutor:
         m.flushes += 1
         self.sink.write("stats", f"flush-{m.flushes:06d}", self.stats_columns(m.flushes, m.complete))
         state_name = f"state/aggregate-{m.flushes:06d}.npz"
-        buffer = io.BytesIO()
-        np.savez(buffer, **self.aggregator.state_arrays())
         (self.out / "state").mkdir(exist_ok=True)
-        atomic_write_bytes(self.out / state_name, buffer.getvalue())
+        atomic_write(self.out / state_name, lambda handle: np.savez(handle, **self.aggregator.state_arrays()))
         previous, m.state_file = m.state_file, state_name
         m.save(self.out)
         if previous and previous != state_name:
