@@ -371,17 +371,19 @@ def accuracy_ok(run: dict, baseline: dict, factor: float = 1.2) -> bool:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     """The bench's settings; ``--smoke`` replaces the sizes by tiny ones (a check that every row is
-    produced end to end in about a minute: its figures measure nothing)."""
+    produced end to end in about 25 s: its figures measure nothing, so it needs its own ``--out``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", type=int, default=100, help="rollout members (the paper's 100)")
     parser.add_argument("--duration", type=float, default=0.5, help="simulated time units")
     parser.add_argument("--ray-members", type=int, default=1024, help="members of the Ray-overhead run")
     parser.add_argument("--repeats", type=int, default=3, help="launches per ensemble (medians; the machine is noisy)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks",
-                        help="folder for results.json and results.md")
+    parser.add_argument("--out", type=Path, help="folder for results.json and results.md (default: benchmarks/)")
     parser.add_argument("--smoke", action="store_true",
-                        help="tiny sizes, one launch each: checks the bench runs, measures nothing (use with --out)")
+                        help="tiny sizes, one launch each: checks the bench runs, measures nothing (needs --out)")
     args = parser.parse_args(argv)
+    if args.smoke and args.out is None:
+        parser.error("--smoke needs --out DIR: its figures measure nothing and must not replace benchmarks/results.*")
+    args.out = args.out or ROOT / "benchmarks"
     args.short_repeats, args.reference_steps, args.long_horizon = SHORT_REPEATS, REFERENCE_STEPS, LONG_HORIZON
     args.solver_budget_s = 6.0
     if args.smoke:

@@ -57,6 +57,12 @@ def test_same_results_compares_bit_for_bit_and_nan_equal(bench):
     assert not bench.same_results(run, {**run, "spectrum": [1.0, 2.0 + 1e-12]})
 
 
+def test_smoke_bench_without_out_is_refused(bench, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(["--smoke"])
+    assert exit_info.value.code == 2 and "--smoke needs --out" in capsys.readouterr().err
+
+
 def test_smoke_bench_writes_every_row_elsewhere(tmp_path):
     committed = (ROOT / "benchmarks" / "results.json").read_bytes()
     done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "targets.py"), "--smoke", "--out", str(tmp_path)],
