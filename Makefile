@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow quickstart study-small bench bench-all data-small clean
+.PHONY: install test quickstart study-small bench bench-all data-small clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,9 +19,6 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --timeout=600
-
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow --timeout=3600
 
 # A fresh timestamped folder each time: a run directory is never overwritten.
 quickstart: $(STAMP)

@@ -93,7 +93,6 @@ def test_bad_input_is_refused_without_touching_outputs(ensemble_setup, study, tm
         run_study(ensemble_setup, tmp_path / "new", data=str(Path(tmp_path) / "missing.h5"), progress=False)
 
 
-@pytest.mark.slow
 def test_quickstart_end_to_end_with_the_shipped_closure(ray_session, tmp_path):
     """``closure quickstart`` with few members: both runs complete, the report and summary exist."""
     from ensemble.quickstart import CHECKPOINT, REFERENCE, run_quickstart, summary_text
