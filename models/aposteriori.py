@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from models.checkpoint import Checkpoint, load_checkpoint, log_path, save_checkpoint
 from models.config import FinetuneSettings
 from models.latent_generative import LatentGenerative
 from models.normalization import FieldNormalization
@@ -103,11 +103,6 @@ def spectrum_loss(predicted: torch.Tensor, target: torch.Tensor, grid) -> torch.
     kept = slice(1, grid.n // 4 + 1)
     ratio = energy_spectrum(predicted, grid)[..., kept] / energy_spectrum(target, grid)[..., kept]
     return torch.log(ratio).pow(2).mean()
-
-
-def log_path(out: Path) -> Path:
-    """``X.safetensors`` -> ``X.log.jsonl`` beside it."""
-    return out.with_name(out.name.removesuffix(".safetensors") + ".log.jsonl")
 
 
 def finetune(source: Path, config, data_path: Path, out: Path, settings: FinetuneSettings,

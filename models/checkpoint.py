@@ -87,6 +87,11 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     return path
 
 
+def log_path(checkpoint: Path) -> Path:
+    """``X.safetensors`` -> ``X.log.jsonl`` beside it (the log of a stage that wrote ``X``)."""
+    return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".log.jsonl")
+
+
 def read_metadata(path: str | Path) -> dict[str, str]:
     """The metadata strings of a checkpoint (no tensors are read)."""
     from safetensors import safe_open

@@ -90,6 +90,9 @@ def load_closure(
     if ckpt.phase == "autoencoder":
         raise UserError(f"{path}: checkpoint of an unfinished L-CDM (autoencoder phase only); train on or --resume")
     options = SamplerOptions.from_section(ckpt.model_config).with_overrides(**sampler_overrides)
+    if "distilled_teacher_steps" in ckpt.metrics and options.flow_steps != 1:
+        raise UserError(f"{path}: a one-step distilled flow closure samples with 1 flow step, not {options.flow_steps} "
+                        "(its velocity is trained at t = 0 only)")
     closure = GenerativeClosure(ckpt, options, device or "cpu")
     logger.info("loaded %r from %s", closure, path)
     return closure

@@ -81,6 +81,20 @@ class TrainingSection(Section):
 
 
 @dataclass(frozen=True)
+class DistillSettings:
+    """One-step distillation (:mod:`models.distillation`): the teacher's Euler steps (None: its
+    checkpoint's own ``flow_steps``), passes over the training fields, fields per batch, Adam's
+    initial learning rate (cosine decay to 0) and the seed of batching and noise. The defaults
+    made the shipped ``*-distilled`` checkpoints (``checkpoints/small/README.md``)."""
+
+    teacher_steps: int | None = None
+    epochs: int = 100
+    batch: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class FinetuneSettings:
     """Iterations of Adam, snapshot intervals ``K`` per rollout, rollouts per batch, learning rate,
     closure refresh interval (steps), seed (start states and noise) and the weight of the

@@ -231,3 +231,87 @@ def test_spectrum_loss_is_the_mean_squared_log_ratio_of_shell_energies():
     w = gaussian_random_field(grid, MemberRandom([1, 2, 3])).reshape(1, 3, 16, 16)
     assert spectrum_loss(w, w, grid).item() == 0.0
     assert spectrum_loss(2 * w, w, grid).item() == pytest.approx(math.log(4.0) ** 2, rel=1e-12)
+
+
+def _samples_from_fixed_noise(path, steps=None):
+    """Latent end points of a checkpoint's flow sampler for fixed conditions and noise: ``[6, L, m, m]``."""
+    from models.checkpoint import load_checkpoint
+    from models.distillation import student_samples, teacher_samples
+
+    ckpt = load_checkpoint(path)
+    generator = torch.Generator().manual_seed(7)
+    condition = torch.randn(6, ckpt.model_config.latent_channels, 4, 4, generator=generator)
+    z = torch.randn(condition.shape, generator=generator)
+    with torch.no_grad():
+        return student_samples(ckpt.model, condition, z) if steps is None else teacher_samples(ckpt.model, condition, z, steps)
+
+
+def test_distilled_student_draws_the_teachers_samples_in_one_step(dataset, tmp_path):
+    """``closure distill``: from the same noise, the one-step student lands far nearer the teacher's
+    4-step end point than the teacher's own single step does; the source stays untouched, the
+    student samples with one step and refuses more.
+
+    A tiny model trained briefly has nearly straight paths (its 1- and 4-step samples differ by
+    1e-5), so the teacher's target branch is scaled by 3 to curve them: 1 against 4 steps then
+    differ by 0.06, and the student measured 0.001.
+    """
+    from models.checkpoint import load_checkpoint, save_checkpoint
+    from models.config import DistillSettings
+    from models.distillation import distill, relative_distance
+
+    train(config(epochs=2), "flow", data_path=dataset, out_dir=tmp_path, progress=False)
+    curved = load_checkpoint(tmp_path / "flow.safetensors")
+    net = curved.model.net
+    with torch.no_grad():
+        for layer in [*net.target_spectral, *net.target_pointwise, net.project[2]]:
+            layer.weight.mul_(3.0)
+    source = save_checkpoint(curved, tmp_path / "curved.safetensors")
+    before = source.read_bytes()
+    out = distill(source, dataset, tmp_path / "student.safetensors",
+                  DistillSettings(teacher_steps=4, epochs=40, batch=8, lr=3e-3), progress=False)
+    teacher = _samples_from_fixed_noise(source, steps=4)
+    untrained = relative_distance(_samples_from_fixed_noise(source, steps=1), teacher)
+    distilled = relative_distance(_samples_from_fixed_noise(out), teacher)
+    assert untrained > 0.01 and distilled < 0.1 * untrained
+    assert source.read_bytes() == before
+    assert len(log(tmp_path / "student.log.jsonl")) == 40
+    student = load_checkpoint(out)
+    assert student.model_config.flow_steps == 1 and student.metrics["distilled_teacher_steps"] == 4
+    assert load_closure(out).options.flow_steps == 1
+    with pytest.raises(UserError, match="samples with 1 flow step"):
+        load_closure(out, flow_steps=2)
+
+
+def test_distill_refuses_pcdm_a_student_an_existing_or_same_out_and_a_one_step_teacher(dataset, tmp_path):
+    from models.config import DistillSettings
+    from models.distillation import distill
+
+    train(config(epochs=1), "pcdm", data_path=dataset, out_dir=tmp_path, progress=False)
+    train(config(epochs=1), "flow", data_path=dataset, out_dir=tmp_path, progress=False)
+    flow = tmp_path / "flow.safetensors"
+    quick = DistillSettings(epochs=1, batch=8)
+    student = distill(flow, dataset, tmp_path / "student.safetensors", quick, progress=False)
+    for source, out, settings, message in [
+        (tmp_path / "pcdm.safetensors", tmp_path / "x.safetensors", quick, "needs a latent flow-matching closure"),
+        (student, tmp_path / "x.safetensors", quick, "already a one-step student"),
+        (flow, tmp_path / "pcdm.safetensors", quick, "exists; pass --overwrite"),
+        (flow, tmp_path / "x.safetensors", DistillSettings(teacher_steps=1), "changes nothing"),
+        (flow, tmp_path / "x.safetensors", DistillSettings(batch=10_000), "training fields"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            distill(source, dataset, out, settings, progress=False)
+    with pytest.raises(UserError, match="is the checkpoint being distilled"):
+        distill(flow, dataset, flow, quick, overwrite=True, progress=False)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_cli_distill_writes_a_student_and_reports_bad_input_on_one_line(dataset, tmp_path, monkeypatch, capsys):
+    from tests.cli_runner import run_cli
+
+    train(config(epochs=1), "flow", data_path=dataset, out_dir=tmp_path, progress=False)
+    code, stdout, _ = run_cli(capsys, monkeypatch, "distill", tmp_path / "flow.safetensors", "--data", dataset,
+                              "--out", tmp_path / "s.safetensors", "--epochs", 2, "--batch", 8, "--no-progress")
+    assert code == 0 and "wrote" in stdout and (tmp_path / "s.safetensors").is_file()
+    code, _, stderr = run_cli(capsys, monkeypatch, "distill", tmp_path / "s.safetensors", "--data", dataset,
+                              "--out", tmp_path / "t.safetensors", "--no-progress")
+    assert code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1 and "already a one-step" in stderr

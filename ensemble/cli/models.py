@@ -1,5 +1,6 @@
-"""``closure train``, ``closure finetune`` and ``closure evaluate``: thin shells over
-:mod:`models.training`, :mod:`models.aposteriori` and :mod:`models.evaluation`."""
+"""``closure train``, ``closure finetune``, ``closure distill`` and ``closure evaluate``: thin shells
+over :mod:`models.training`, :mod:`models.aposteriori`, :mod:`models.distillation` and
+:mod:`models.evaluation`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Optional
 import typer
 
 from ensemble.config import load_config
-from models.config import METHODS, FinetuneSettings
+from models.config import METHODS, DistillSettings, FinetuneSettings
 from solvers.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,27 @@ def finetune_command(
     typer.echo(f"wrote {path}")
 
 
+def distill_command(
+    checkpoint: Path = typer.Argument(..., help="A latent flow-matching closure from `closure train` or `closure finetune`."),
+    out: Path = typer.Option(..., "--out", help="The one-step student (a new .safetensors file; log beside it)."),
+    data: Path = typer.Option(..., "--data", help="HDF5 closure dataset; the vorticity of its training split is used."),
+    teacher_steps: Optional[int] = typer.Option(None, "--teacher-steps", min=2,
+                                                help="Euler steps of the teacher sampler (default: the checkpoint's flow_steps)."),
+    epochs: int = typer.Option(DistillSettings.epochs, "--epochs", min=1, help="Passes over the training fields."),
+    batch: int = typer.Option(DistillSettings.batch, "--batch", min=1, help="Fields per batch."),
+    lr: float = typer.Option(DistillSettings.lr, "--lr", min=0.0, help="Initial Adam learning rate (cosine decay to 0)."),
+    seed: int = typer.Option(DistillSettings.seed, "--seed", help="Seed of batching and noise."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar with the loss."),
+) -> None:
+    """Distil a flow closure's K-step sampler into one network call: the teacher's samples, to the distillation error, for K - 1 calls fewer."""
+    from models.distillation import distill
+
+    settings = DistillSettings(teacher_steps, epochs, batch, lr, seed)
+    path = distill(checkpoint, data, out, settings, overwrite=overwrite, progress=progress)
+    typer.echo(f"wrote {path}")
+
+
 def evaluate_command(
     checkpoint: Path = typer.Argument(..., help="A .safetensors checkpoint from `closure train`."),
     data: Path = typer.Option(..., "--data", help="HDF5 closure dataset; its test split is used."),
@@ -106,7 +128,8 @@ def evaluate_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``train``, ``finetune`` and ``evaluate`` to the root app."""
+    """Add ``train``, ``finetune``, ``distill`` and ``evaluate`` to the root app."""
     app.command("train")(train_command)
     app.command("finetune")(finetune_command)
+    app.command("distill")(distill_command)
     app.command("evaluate")(evaluate_command)
