@@ -53,10 +53,13 @@ the table, not judged): the paper's Euler-Maruyama x10 (the shipped default, beh
 3d, 4a), Euler-Maruyama x50 (the converged sampler of the same network) and ancestral sampling
 (``models.samplers.ancestral``) x5 and x3, over 0.5 and ``LONG_HORIZON`` time units.
 
-Flow matching is measured twice: the shipped ``flow.safetensors`` (the
-paper's ``upsample`` autoencoders, better calibrated) and ``subpixel/flow.safetensors`` (every
-autoencoder convolution at the latent resolution: cheaper, but under-dispersed a priori, see
-``checkpoints/small/README.md``). Beside 4d, the same ensemble run for ``LONG_HORIZON`` (2) time
+Flow matching is measured twice: ``flow-distilled.safetensors`` (the paper's ``upsample``
+autoencoders, better calibrated) and ``subpixel/flow-distilled.safetensors`` (every autoencoder
+convolution at the latent resolution: cheaper, but under-dispersed a priori, see
+``checkpoints/small/README.md``). Each is the one-step student (``closure distill``) of the
+two-step sampler of ``flow.safetensors`` and ``subpixel/flow.safetensors``: the teacher's
+samples in one latent network call instead of two. The two-step teachers run the same ensemble
+once more; rows 2a and 2b report their error and the student's speed-up over them. Beside 4d, the same ensemble run for ``LONG_HORIZON`` (2) time
 units reports its spectrum and mean error there: information on how the spectrum holds over the
 study's span, not part of the target's pass. So do the ``aposteriori_*`` figures: the same
 ensemble with ``subpixel/flow-aposteriori.safetensors`` (the subpixel flow model after
@@ -106,6 +109,10 @@ CONFIG = ROOT / "configs" / "small.toml"
 REFERENCE = ROOT / "checkpoints" / "small" / "reference.h5"
 CHECKPOINTS = ROOT / "checkpoints" / "small"
 APOSTERIORI = CHECKPOINTS / "subpixel" / "flow-aposteriori.safetensors"  # `closure finetune` of subpixel/flow
+# the flow closures measured (one-step students, `closure distill`) and their two-step teachers
+FLOW_MODELS = {"flow": CHECKPOINTS / "flow-distilled.safetensors",
+               "flow-subpixel": CHECKPOINTS / "subpixel" / "flow-distilled.safetensors"}
+FLOW_TEACHERS = {"flow": CHECKPOINTS / "flow.safetensors", "flow-subpixel": CHECKPOINTS / "subpixel" / "flow.safetensors"}
 SPARSE_EVERY = 50  # closure refreshed every 50 steps (0.1 time units) instead of 5, held in between
 COUPLING_SWEEP = (5, 25, 50, 100)  # refresh intervals of the subpixel flow model's sweep (module docstring)
 # joint L-CDM samplers compared at the sparse coupling: the paper's, its converged limit, ancestral
@@ -114,8 +121,8 @@ LONG_S = 30.0  # a launch longer than this is not repeated (P-CDM: noise is smal
 SHORT_S = 2.0  # a launch shorter than this is repeated SHORT_REPEATS times (cheap, and the noisiest)
 SHORT_REPEATS = 7
 LONG_HORIZON = 2.0  # time units of the extra 4d run (the study's span), reported beside 4d, not judged
-LATENT_CLOSURES = (("joint-lcdm", "joint L-CDM"), ("flow", "flow matching (upsample AE)"),
-                   ("flow-subpixel", "flow matching (subpixel AE)"))  # run label, name in rows 3a-c and 3d-f
+LATENT_CLOSURES = (("joint-lcdm", "joint L-CDM"), ("flow", "flow matching (upsample AE, distilled)"),
+                   ("flow-subpixel", "flow matching (subpixel AE, distilled)"))  # run label, name in rows 3a-c and 3d-f
 REFERENCE_STEPS = 20_000  # the issue's reference rollout (the paper's timing): --members x 20,000 steps
 THREADS = 1  # torch threads of every measurement (module docstring)
 # accuracy conditions a row may carry; a row with any of them False fails whatever its ratio
@@ -299,6 +306,13 @@ def ray_comparison(workdir: Path, prefix: str, closure: str, args, chunk_size: i
             for mode, extra in RAY_MODES.items()}
 
 
+def teacher_figures(teacher: dict[str, Any], student: dict[str, Any]) -> dict[str, float]:
+    """Beside rows 2a and 2b: the two-step teacher's error of the mean and the one-step student's
+    speed-up over it (integration times of the same ensemble)."""
+    return {"rel_error_two_step_teacher": round(teacher["rel_error"], 4),
+            "speedup_over_two_step_teacher": round(teacher["compute_s"] / student["compute_s"], 3)}
+
+
 def ray_target(name: str, runs: dict[str, dict[str, Any]], **figures: Any) -> dict[str, Any]:
     """Targets 6 and 6c: 1-actor over in-process wall time (<= 1.2), the 2-actor speed-up and the
     actor's start-up beside it, plus ``figures``. Its accuracy: whether every mode gave the same
@@ -396,7 +410,9 @@ def main() -> None:
     args = parse_args(sys.argv[1:])
     tune_allocator()  # every measurement with the product's allocator setting (workers and CLI apply it)
     torch.set_num_threads(THREADS)
-    missing = [m for m in ("pcdm", "joint-lcdm", "flow") if not (CHECKPOINTS / f"{m}.safetensors").is_file()]
+    needed = [CHECKPOINTS / "pcdm.safetensors", CHECKPOINTS / "joint-lcdm.safetensors",
+              *FLOW_MODELS.values(), *FLOW_TEACHERS.values()]
+    missing = [str(path.relative_to(CHECKPOINTS)) for path in needed if not path.is_file()]
     if missing or not REFERENCE.is_file():
         sys.exit(f"error: missing checkpoints {missing} or reference {REFERENCE}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-targets-"))
@@ -409,10 +425,12 @@ def main() -> None:
             ("none", "none"),
             ("pcdm", str(CHECKPOINTS / "pcdm.safetensors")),
             ("joint-lcdm", str(CHECKPOINTS / "joint-lcdm.safetensors")),
-            ("flow", str(CHECKPOINTS / "flow.safetensors")),
-            ("flow-subpixel", str(CHECKPOINTS / "subpixel" / "flow.safetensors")),
+            *((label, str(path)) for label, path in FLOW_MODELS.items()),
         ]
     }
+    teachers = {label: run_ensemble(workdir, f"{label}-two-step-teacher", str(path), args)
+                for label, path in FLOW_TEACHERS.items()}
+    runs.update({f"{label}, two-step teacher": run for label, run in teachers.items()})  # listed with the others
     for label, _ in LATENT_CLOSURES:
         runs[f"{label}, every {SPARSE_EVERY}"] = run_ensemble(
             workdir, f"{label}-every-{SPARSE_EVERY}", runs[label]["closure"], args, closure_every=SPARSE_EVERY)
@@ -453,14 +471,14 @@ def main() -> None:
                spread=ratio_spread(span["pcdm"], span["joint-lcdm"]),
                accuracy_ok=accuracy_ok(joint, pcdm), rel_error_joint_lcdm=round(joint["rel_error"], 4),
                rel_error_pcdm=round(pcdm["rel_error"], 4)),
-        target("2a. latent flow matching (upsample AE) rollout speed-up over P-CDM", cost["pcdm"] / cost["flow"], 50, True,
-               spread=ratio_spread(span["pcdm"], span["flow"]),
+        target("2a. latent flow matching (upsample AE, distilled) rollout speed-up over P-CDM", cost["pcdm"] / cost["flow"],
+               50, True, spread=ratio_spread(span["pcdm"], span["flow"]),
                accuracy_ok=accuracy_ok(flow, pcdm), rel_error_flow=round(flow["rel_error"], 4),
-               rel_error_pcdm=round(pcdm["rel_error"], 4)),
-        target("2b. latent flow matching (subpixel AE) rollout speed-up over P-CDM", cost["pcdm"] / cost["flow-subpixel"],
-               50, True, spread=ratio_spread(span["pcdm"], span["flow-subpixel"]),
+               rel_error_pcdm=round(pcdm["rel_error"], 4), **teacher_figures(teachers["flow"], flow)),
+        target("2b. latent flow matching (subpixel AE, distilled) rollout speed-up over P-CDM",
+               cost["pcdm"] / cost["flow-subpixel"], 50, True, spread=ratio_spread(span["pcdm"], span["flow-subpixel"]),
                accuracy_ok=accuracy_ok(fast_flow, pcdm), rel_error_flow_subpixel=round(fast_flow["rel_error"], 4),
-               rel_error_pcdm=round(pcdm["rel_error"], 4)),
+               rel_error_pcdm=round(pcdm["rel_error"], 4), **teacher_figures(teachers["flow-subpixel"], fast_flow)),
         *[target(f"3{letter}. closure overhead, {name} / no closure", cost[label] / cost["none"], 5, False,
                  spread=ratio_spread(span[label], span["none"]), rel_error=round(runs[label]["rel_error"], 4),
                  rel_error_no_closure=round(runs["none"]["rel_error"], 4))
@@ -468,7 +486,7 @@ def main() -> None:
         target("4a. DNS / joint L-CDM ensemble cost", dns_wall / cost["joint-lcdm"], 10, True,
                spread=ratio_spread(dns_span, span["joint-lcdm"]),
                spectrum_max_rel_error=round(spectrum_error(joint, k_half), 3), spectrum_ok=spectrum_error(joint, k_half) <= 0.1),
-        target("4b. DNS / flow-matching (upsample AE) ensemble cost", dns_wall / cost["flow"], 10, True,
+        target("4b. DNS / flow-matching (upsample AE, distilled) ensemble cost", dns_wall / cost["flow"], 10, True,
                spread=ratio_spread(dns_span, span["flow"]),
                spectrum_max_rel_error=round(spectrum_error(flow, k_half), 3), spectrum_ok=spectrum_error(flow, k_half) <= 0.1),
         *[target(f"3{letter}. closure overhead, {name} every {SPARSE_EVERY} steps / no closure",
@@ -477,10 +495,10 @@ def main() -> None:
                  rel_error=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"], 4),
                  error_vs_every_5=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"] / runs[label]["rel_error"], 3))
           for letter, (label, name) in zip("def", LATENT_CLOSURES)],
-        target("4c. DNS / flow-matching (subpixel AE) ensemble cost", dns_wall / cost["flow-subpixel"], 10, True,
+        target("4c. DNS / flow-matching (subpixel AE, distilled) ensemble cost", dns_wall / cost["flow-subpixel"], 10, True,
                spread=ratio_spread(dns_span, span["flow-subpixel"]),
                spectrum_max_rel_error=round(spectrum_error(fast_flow, k_half), 3), spectrum_ok=spectrum_error(fast_flow, k_half) <= 0.1),
-        target(f"4d. DNS / flow-matching (subpixel AE) every {SPARSE_EVERY} steps ensemble cost",
+        target(f"4d. DNS / flow-matching (subpixel AE, distilled) every {SPARSE_EVERY} steps ensemble cost",
                dns_wall / cost[f"flow-subpixel, every {SPARSE_EVERY}"], 10, True,
                spread=ratio_spread(dns_span, span[f"flow-subpixel, every {SPARSE_EVERY}"]),
                spectrum_max_rel_error=round(spectrum_error(runs[f"flow-subpixel, every {SPARSE_EVERY}"], k_half), 3),
@@ -502,7 +520,7 @@ def main() -> None:
                wall_s_in_process=round(cli_runs["in-process"]["wall_s"], 2),
                wall_s_1_actor=round(cli_runs["1 actor"]["wall_s"], 2)),
         ray_target(f"6c. Ray 1 actor / in-process, reference rollout ({args.members} x {args.reference_steps:,} steps, "
-                   f"subpixel flow every {SPARSE_EVERY})", rollout_runs,
+                   f"distilled subpixel flow every {SPARSE_EVERY})", rollout_runs,
                    wall_s_in_process=round(rollout_runs["in-process"]["wall_s"], 2)),
     ]
     machine = {"cpu": platform.processor() or platform.machine(), "cores": platform_cores(),
@@ -558,7 +576,7 @@ def sweep_markdown(results: dict[str, Any]) -> list[str]:
     """The refresh-interval sweep and the exact closure's lag correlation, as Markdown lines."""
     horizon, long = results["settings"]["duration"], results["settings"]["long_horizon"]
     correlation = ", ".join(f"{rho} at {lag} time units" for lag, rho in results["closure_lag_correlation"].items())
-    caption = (f"Closure refresh interval, subpixel flow model (integration cost against the bare run over {horizon:g} "
+    caption = (f"Closure refresh interval, distilled subpixel flow model (integration cost against the bare run over {horizon:g} "
                f"time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and {long:g} "
                f"units). Time correlation of the exact closure in the reference: {correlation}.")
     return two_span_table(caption, ["refresh every", "held for (time units)"], results["settings"],
