@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.checkpoint import Checkpoint, load_checkpoint, log_path, save_checkpoint
+from models.checkpoint import Checkpoint, check_derived_path, load_checkpoint, log_path, save_checkpoint
 from models.config import FinetuneSettings
 from models.latent_generative import LatentGenerative
 from models.normalization import FieldNormalization
@@ -112,10 +112,7 @@ def finetune(source: Path, config, data_path: Path, out: Path, settings: Finetun
     ``config`` is the project config (its [physics], [solver] and [data] sections build the
     coarse model)."""
     source, out, data_path = Path(source), Path(out), Path(data_path)
-    if out.resolve() == source.resolve():
-        raise UserError(f"--out: {out} is the checkpoint being fine-tuned; choose another file")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists; pass --overwrite to replace it")
+    check_derived_path(source, out, overwrite, "fine-tuned")
     ckpt = load_checkpoint(source)
     if not isinstance(ckpt.model, LatentGenerative):
         raise UserError(f"{source}: a-posteriori fine-tuning needs a latent closure (lcdm, joint-lcdm, flow), "

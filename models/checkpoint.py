@@ -87,6 +87,15 @@ def save_checkpoint(ckpt: Checkpoint, path: str | Path) -> Path:
     return path
 
 
+def check_derived_path(source: Path, out: Path, overwrite: bool, stage: str) -> None:
+    """A stage that writes a new checkpoint ``out`` from ``source`` (``stage``: "fine-tuned",
+    "distilled") never writes over its source, nor over another file without ``overwrite``."""
+    if out.resolve() == source.resolve():
+        raise UserError(f"--out: {out} is the checkpoint being {stage}; choose another file")
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists; pass --overwrite to replace it")
+
+
 def log_path(checkpoint: Path) -> Path:
     """``X.safetensors`` -> ``X.log.jsonl`` beside it (the log of a stage that wrote ``X``)."""
     return checkpoint.with_name(checkpoint.name.removesuffix(".safetensors") + ".log.jsonl")

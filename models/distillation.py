@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import load_checkpoint, log_path, save_checkpoint
+from models.checkpoint import check_derived_path, load_checkpoint, log_path, save_checkpoint
 from models.config import DistillSettings
 from models.flow_matching import flow_euler
 from models.latent_generative import LatentGenerative
@@ -72,10 +72,7 @@ def distill(source: Path, data_path: Path, out: Path, settings: DistillSettings,
     """Distil the flow closure at ``source`` into a one-step student trained on the training split
     of ``data_path``; write it to ``out`` (never to ``source``) with a JSONL log beside it."""
     source, out, data_path = Path(source), Path(out), Path(data_path)
-    if out.resolve() == source.resolve():
-        raise UserError(f"--out: {out} is the checkpoint being distilled; choose another file")
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists; pass --overwrite to replace it")
+    check_derived_path(source, out, overwrite, "distilled")
     ckpt = load_checkpoint(source)
     teacher_steps = _teacher_steps(ckpt, source, settings)
     data = read_dataset(data_path, split="train")
