@@ -71,14 +71,12 @@ def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None 
 
 
 def sampler_description(source: ClosureSource) -> str | None:
-    """How a loaded learned closure samples (``"ancestral x3, t_max 0.4"``, ``"flow Euler x2"``);
+    """How a loaded learned closure samples (:meth:`~models.sampling_options.SamplerOptions.describe`);
     None for the classical closures."""
     options = getattr(source.payload, "options", None)
     if options is None:
         return None
-    if source.payload.method == "flow":
-        return f"flow Euler x{options.flow_steps}"
-    return f"{options.sampler} x{options.steps}, t_max {options.t_max:g}"
+    return options.describe(source.payload.method, source.payload.teacher_steps)
 
 
 def check_grid(closure: Any, n: int, where: str) -> None:

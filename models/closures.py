@@ -44,6 +44,11 @@ class GenerativeClosure:
     def __repr__(self) -> str:
         return f"GenerativeClosure(method={self.method!r}, n={self.grid_size}, {self.options})"
 
+    @property
+    def teacher_steps(self) -> int | None:
+        """Euler steps of the sampler this one-step student was distilled from (None: not distilled)."""
+        return self.checkpoint.metrics.get("distilled_teacher_steps")
+
     def __call__(self, vorticity: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
         """Closure samples ``[M, n, n]`` for ``vorticity [M, n, n]`` (``time`` is unused: the model is autonomous)."""
         if vorticity.dim() != 3 or vorticity.shape[-1] != self.grid_size or vorticity.shape[-2] != self.grid_size:

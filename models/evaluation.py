@@ -27,6 +27,7 @@ import torch
 
 from models.closures import GenerativeClosure
 from models.data import ClosurePairs
+from models.sampling_options import SamplerOptions
 from solvers.grid import SpectralGrid
 from solvers.random import MemberRandom, mix_seed
 
@@ -128,6 +129,7 @@ def evaluate_closure(
         "method": closure.method,
         "grid_size": closure.grid_size,
         "sampler": closure.options.to_dict(),
+        "distilled_teacher_steps": getattr(closure, "teacher_steps", None),
         "members": members,
         "samples": int(k),
         "relative_error_mean": sums["mean"] / k,
@@ -163,10 +165,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
         row = dict(row)
         row["crps_over_std"] = row["crps"] / row["closure_std"]
         row["ms_per_member"] = 1e3 * row["seconds_per_member"]
-        s = row["sampler"]
-        row["sampler"] = f"flow Euler x{s['flow_steps']}" if row["method"] == "flow" else (
-            f"{s['sampler']} x{s['steps']}, t_max {s['t_max']}"
-        )
+        row["sampler"] = SamplerOptions(**row["sampler"]).describe(row["method"], row.get("distilled_teacher_steps"))
         cells = [fmt.format(row[key]) if key in row else "-" for _, key, fmt in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -42,5 +42,12 @@ class SamplerOptions:
         if not 0 < self.t_min < self.t_max <= 1:
             raise UserError(f"sampler times must satisfy 0 < t_min < t_max <= 1 (got {self.t_min}, {self.t_max})")
 
+    def describe(self, method: str, teacher_steps: int | None = None) -> str:
+        """How ``method`` samples: ``"euler_maruyama x10, t_max 0.4"``, ``"flow Euler x2"``, or for a
+        one-step student (:mod:`models.distillation`) ``"flow Euler x1, distilled from x2"``."""
+        if method != "flow":
+            return f"{self.sampler} x{self.steps}, t_max {self.t_max:g}"
+        return f"flow Euler x{self.flow_steps}" + (f", distilled from x{teacher_steps}" if teacher_steps else "")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

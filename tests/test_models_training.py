@@ -277,7 +277,9 @@ def test_distilled_student_draws_the_teachers_samples_in_one_step(dataset, tmp_p
     assert len(log(tmp_path / "student.log.jsonl")) == 40
     student = load_checkpoint(out)
     assert student.model_config.flow_steps == 1 and student.metrics["distilled_teacher_steps"] == 4
-    assert load_closure(out).options.flow_steps == 1
+    closure = load_closure(out)
+    assert closure.options.flow_steps == 1 and closure.teacher_steps == 4
+    assert closure.options.describe("flow", closure.teacher_steps) == "flow Euler x1, distilled from x4"
     with pytest.raises(UserError, match="samples with 1 flow step"):
         load_closure(out, flow_steps=2)
 
