@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.checkpoint import check_derived_path, load_checkpoint, log_path, save_checkpoint
+from models.checkpoint import Checkpoint, check_derived_path, load_checkpoint, log_path, save_checkpoint
 from models.config import DistillSettings
 from models.flow_matching import flow_euler
 from models.latent_generative import LatentGenerative
@@ -98,7 +98,7 @@ def distill(source: Path, data_path: Path, out: Path, settings: DistillSettings,
     return save_checkpoint(ckpt, out)
 
 
-def _teacher_steps(ckpt, source: Path, settings: DistillSettings) -> int:
+def _teacher_steps(ckpt: Checkpoint, source: Path, settings: DistillSettings) -> int:
     """The teacher's Euler steps: ``settings.teacher_steps``, else the checkpoint's own sampler's."""
     if not isinstance(ckpt.model, LatentGenerative) or ckpt.method != "flow":
         raise UserError(f"{source}: distillation needs a latent flow-matching closure, not {ckpt.method}")
