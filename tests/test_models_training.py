@@ -317,3 +317,17 @@ def test_cli_distill_writes_a_student_and_reports_bad_input_on_one_line(dataset,
     code, _, stderr = run_cli(capsys, monkeypatch, "distill", tmp_path / "s.safetensors", "--data", dataset,
                               "--out", tmp_path / "t.safetensors", "--no-progress")
     assert code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1 and "already a one-step" in stderr
+
+
+def test_distillation_with_the_same_seed_gives_the_same_student(dataset, tmp_path):
+    from models.checkpoint import load_checkpoint
+    from models.config import DistillSettings
+    from models.distillation import distill
+
+    train(config(epochs=1), "flow", data_path=dataset, out_dir=tmp_path, progress=False)
+    students = [distill(tmp_path / "flow.safetensors", dataset, tmp_path / f"s{seed}-{i}.safetensors",
+                        DistillSettings(epochs=2, batch=8, seed=seed), progress=False)
+                for i, seed in enumerate((0, 0, 1))]
+    weights = [load_checkpoint(path).model.net.state_dict() for path in students]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
