@@ -1,8 +1,10 @@
 """The driver's side of Ray: joining a cluster, checking its resources, starting named actors.
 
 Nothing here imports torch, so a launch can connect and start its solver actors
-(:func:`start_solver_actors`) before the driver imports the solver stack itself: the actors'
-start-up, a new process importing torch (~1.3 s), then runs beside the driver's.
+(:meth:`SolverActorPool.start`) before the driver imports the solver stack itself: the actors'
+start-up, a new process importing torch (~1.3 s), then runs beside the driver's. A
+:class:`SolverActorPool` also keeps actors alive from one run to the next, so that a series of
+runs pays that start-up once.
 """
 
 from __future__ import annotations
@@ -74,18 +76,90 @@ def solver_actor_options(cfg: ProjectConfig) -> dict[str, Any]:
     return dict(num_cpus=cfg.ensemble.cpus_per_actor, num_gpus=cfg.ensemble.gpus_per_actor)
 
 
-def start_solver_actors(cfg: ProjectConfig) -> list[Any]:
-    """Create the run's ``cfg.ensemble.actors`` solver actors, ``solver-0`` ..., unconfigured.
+class SolverActorPool:
+    """Solver actors that outlive a run: each run takes its actors from the pool, configures them
+    for itself and gives them back; :meth:`close` (or leaving the ``with`` block) kills them.
 
-    Returns at once; each actor process starts and imports the solver stack in the background.
-    The caller hands them to :func:`ensemble.run.launch` (which configures, uses and kills them)
-    and kills any it did not hand over.
+    An actor's start-up, a new process importing torch and the solver stack, takes 1.1-1.7 s,
+    as long as a short run itself. A pool pays it once for every run made on it (a study's
+    methods, a sweep launched from Python). Chunks carry their members' seeds and a run
+    configures every actor it takes, so a member's result does not depend on the actor's history.
+
+    Example::
+
+        with SolverActorPool() as pool:
+            for closure in ("none", "checkpoints/small/flow.safetensors"):
+                launch(cfg, out / closure, {"ensemble.closure": closure}, actor_pool=pool)
     """
-    from ensemble.actors import SolverActor
 
-    check_resources(cfg, shared_closure=False)
-    return [create_named(SolverActor, f"solver-{slot}", solver_actor_options(cfg), f"solver-{slot}")
-            for slot in range(cfg.ensemble.actors)]
+    def __init__(self) -> None:
+        self.idle: list[tuple[str, dict[str, Any], Any]] = []  # (name, Ray options, handle), oldest first
+        self.lent: dict[int, tuple[str, dict[str, Any]]] = {}  # id(handle) -> (name, options) of taken actors
+
+    def __enter__(self) -> SolverActorPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self, cfg: ProjectConfig) -> None:
+        """Start the run's ``cfg.ensemble.actors`` actors (``solver-0`` ...) that the pool lacks.
+
+        Returns at once; each new actor process imports the solver stack in the background.
+        """
+        from ensemble.actors import SolverActor
+
+        check_resources(cfg, shared_closure=False)
+        options = solver_actor_options(cfg)
+        names = {name for name, opts, _ in self.idle if opts == options}
+        for slot in range(cfg.ensemble.actors):
+            name = f"solver-{slot}"
+            if name not in names:
+                self.idle.append((name, options, create_named(SolverActor, name, options, name)))
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until every idle actor has started (else UserError after ``timeout`` seconds)."""
+        import ray
+
+        refs = [handle.ping.remote() for _, _, handle in self.idle]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
+        if len(ready) < len(refs):
+            raise UserError(f"--actors: only {len(ready)} of {len(refs)} solver actors started within {timeout:g} s "
+                            "(the cluster's resources are busy)")
+
+    def take(self, name: str, options: dict[str, Any]) -> Any:
+        """An idle actor with these Ray ``options``, the one called ``name`` if idle; else a new one.
+
+        Idle actors with other options are killed first: they hold resources the new one may need.
+        """
+        from ensemble.actors import SolverActor
+
+        kill_actors([handle for _, opts, handle in self.idle if opts != options])
+        self.idle = [entry for entry in self.idle if entry[1] == options]
+        names = [idle_name for idle_name, _, _ in self.idle]
+        if self.idle:
+            name, _, handle = self.idle.pop(names.index(name) if name in names else 0)
+        else:
+            handle = create_named(SolverActor, name, options, name)
+        self.lent[id(handle)] = (name, options)
+        return handle
+
+    def give_back(self, handles: list[Any]) -> None:
+        """Return actors taken from the pool for the next run (live ones: a run kills its dead ones)."""
+        for handle in handles:
+            name, options = self.lent.pop(id(handle))
+            self.idle.append((name, options, handle))
+
+    def forget(self, handles: list[Any]) -> None:
+        """Kill actors taken from the pool instead of returning them (an interrupted run's)."""
+        for handle in handles:
+            self.lent.pop(id(handle), None)
+        kill_actors(handles)
+
+    def close(self) -> None:
+        """Kill every idle actor."""
+        kill_actors([handle for _, _, handle in self.idle])
+        self.idle = []
 
 
 def kill_actors(handles: list[Any]) -> None:
@@ -104,18 +178,17 @@ def launch_with_early_actors(cfg: ProjectConfig, out: Path, *, address: str | No
     """:func:`ensemble.run.launch` on Ray, its solver actors started before the solver stack is
     imported here (see module docstring); returns its :class:`~ensemble.run.RunSummary`.
 
-    Joins ``address`` (None: starts a local instance, shut down at the end) and kills any started
-    actor the run did not take over, also when the launch fails.
+    Joins ``address`` (None: starts a local instance, shut down at the end) and kills the actors
+    at the end, also when the launch fails.
     """
     owned = connect_ray(address, dashboard)
-    started: list[Any] = []
     try:
-        started = start_solver_actors(cfg)
-        from ensemble.run import launch  # torch and the solver stack, while the actors import theirs
+        with SolverActorPool() as pool:
+            pool.start(cfg)
+            from ensemble.run import launch  # torch and the solver stack, while the actors import theirs
 
-        return launch(cfg, out, address=address, progress=progress, solver_actors=started)
+            return launch(cfg, out, address=address, progress=progress, actor_pool=pool)
     finally:
-        kill_actors(started)  # those the run did not take over (it kills its own)
         if owned:
             import ray
 

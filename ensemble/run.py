@@ -25,7 +25,7 @@ import io
 import json
 import logging
 import time as clock
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from ensemble.closures import ClosureSource, resolve_closure, sampler_description
-from ensemble.cluster import check_resources, connect_ray, create_named, kill_actors, solver_actor_options
+from ensemble.cluster import SolverActorPool, check_resources, connect_ray, create_named, solver_actor_options
 from ensemble.config import ProjectConfig, load_config, validate_config
 from ensemble.manifest import ChunkRecord, Manifest, check_output_dir
 from ensemble.parquet_sink import ParquetSink, atomic_write, atomic_write_bytes
@@ -193,9 +193,9 @@ class RunExecutor:
     """Runs a manifest's unfinished chunks and streams results to disk (one launch or resume)."""
 
     def __init__(self, out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInputs, source: ClosureSource,
-                 hooks: Hooks | None = None, solver_actors: Sequence[Any] = ()) -> None:
+                 hooks: Hooks | None = None, actor_pool: SolverActorPool | None = None) -> None:
         self.out, self.manifest, self.cfg, self.inputs, self.source = out, manifest, cfg, inputs, source
-        self.solver_actors = list(solver_actors)  # started by the caller (cluster.start_solver_actors), unconfigured
+        self.actor_pool = actor_pool  # the caller's; None: the run's own, closed at its end
         self.hooks = hooks or Hooks()
         plan = manifest.plan
         self.times = np.asarray(plan["times"])
@@ -352,7 +352,7 @@ class RunExecutor:
     def run_on_ray(self) -> tuple[int, list[int]]:
         import ray
 
-        from ensemble.actors import ClosureActor, SolverActor
+        from ensemble.actors import ClosureActor
         from ensemble.scheduler import ChunkScheduler
 
         ens = self.cfg.ensemble
@@ -368,12 +368,13 @@ class RunExecutor:
         spec = self.spec
         references = ray.put(self.inputs.references)  # one object: every chunk may need every group's
 
-        started_early, configured = list(self.solver_actors), []
+        pool = self.actor_pool or SolverActorPool()
+        options, configured = solver_actor_options(self.cfg), []
 
         def make_actor(name: str) -> Any:
-            """An actor already started for this slot (same name), else a new one; then its run's worker."""
-            handle = started_early.pop(0) if started_early else create_named(
-                SolverActor, name, solver_actor_options(self.cfg), name)
+            """The pool's actor for this slot (started early or by an earlier run), else a new one;
+            then its run's worker."""
+            handle = pool.take(name, options)
             configured.append(handle.configure.remote(spec, source, closure_actor))
             return handle
 
@@ -388,41 +389,41 @@ class RunExecutor:
                 self.display.refresh(scheduler.progress())
 
         started = clock.perf_counter()
+        batches: list[int] = []
         scheduler = ChunkScheduler(
             make_actor, ens.actors, submit, lambda r: self.on_result(r, scheduler), self.on_error,
             self.on_failure, ens.in_flight_per_actor, ens.max_attempts, on_tick=tick,
+            give_back=pool.give_back, discard=pool.forget,
         )
-        kill_actors(started_early)  # more were started than the run uses
-        self._wait_ready(scheduler, configured)
-        if closure_actor is not None:
-            ray.get(closure_actor.batch_sizes.remote(), timeout=120)
-        self.startup_s = clock.perf_counter() - started
-        batches: list[int] = []
+        finished = False
         try:
+            self._wait_ready(configured)
+            if closure_actor is not None:
+                ray.get(closure_actor.batch_sizes.remote(), timeout=120)
+            self.startup_s = clock.perf_counter() - started
             scheduler.run([self.chunk(c) for c in self.manifest.pending_chunks()])
             if closure_actor is not None:
                 batches = ray.get(closure_actor.batch_sizes.remote())
+            finished = True
         finally:
-            scheduler.shutdown()
+            scheduler.shutdown(keep=finished)
             if closure_actor is not None:
                 ray.kill(closure_actor, no_restart=True)
+            if pool is not self.actor_pool:
+                pool.close()
         self.finish()
         return scheduler.restarts, batches
 
-    def _wait_ready(self, scheduler: Any, refs: list[Any], timeout: float = 120.0) -> None:
+    @staticmethod
+    def _wait_ready(refs: list[Any], timeout: float = 120.0) -> None:
         """Wait until every actor has started and built its worker (``refs``: its ``configure`` calls)."""
         import ray
 
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout)
         if len(ready) < len(refs):
-            scheduler.shutdown()
             raise UserError(f"--actors: only {len(ready)} of {len(refs)} solver actors started within {timeout:g} s "
                             "(the cluster's resources are busy)")
-        try:
-            ray.get(ready)
-        except Exception:
-            scheduler.shutdown()
-            raise
+        ray.get(ready)
 
     def finish(self) -> None:
         """Final flush, unless the last one already holds everything."""
@@ -434,11 +435,13 @@ class RunExecutor:
 
 def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[str, Any] | None = None, *,
            address: str | None = None, in_process: bool = False, dashboard: bool = False,
-           progress: bool = False, hooks: Hooks | None = None, solver_actors: Sequence[Any] = ()) -> RunSummary:
+           progress: bool = False, hooks: Hooks | None = None,
+           actor_pool: SolverActorPool | None = None) -> RunSummary:
     """Start a new run in ``out`` (which must not hold anything); see module docstring.
 
-    ``solver_actors``: actors from :func:`ensemble.cluster.start_solver_actors` (Ray runs), used
-    for the first actor slots and killed at the end like the run's own.
+    ``actor_pool`` (Ray runs): where the run takes its solver actors from and gives them back to
+    at its end, live, for the next run (:class:`ensemble.cluster.SolverActorPool`; the caller
+    closes it). Without one, the run starts its own actors and kills them at its end.
     """
     out = Path(out)
     if isinstance(config, ProjectConfig):
@@ -478,7 +481,7 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
         manifest = Manifest(run_id=run_identity(cfg), config=cfg.model_dump(mode="json"), plan=plan,
                             chunks=records, versions=_versions())
         manifest.save(out)
-        return _execute(out, manifest, cfg, inputs, source, in_process, progress, hooks, solver_actors)
+        return _execute(out, manifest, cfg, inputs, source, in_process, progress, hooks, actor_pool)
     finally:
         if owned:
             import ray
@@ -515,8 +518,9 @@ def resume(out: str | Path, *, address: str | None = None, in_process: bool = Fa
 
 
 def _execute(out: Path, manifest: Manifest, cfg: ProjectConfig, inputs: RunInputs, source: ClosureSource,
-             in_process: bool, progress: bool, hooks: Hooks | None, solver_actors: Sequence[Any] = ()) -> RunSummary:
-    executor = RunExecutor(out, manifest, cfg, inputs, source, hooks, solver_actors)
+             in_process: bool, progress: bool, hooks: Hooks | None,
+             actor_pool: SolverActorPool | None = None) -> RunSummary:
+    executor = RunExecutor(out, manifest, cfg, inputs, source, hooks, actor_pool)
     start = clock.perf_counter()
     restarts, batches = 0, []
     from ensemble.progress import RunProgress

@@ -43,6 +43,10 @@ class ChunkScheduler:
         max_attempts: tries per chunk.
         poll_s: ``ray.wait`` timeout, the period of ``on_tick``.
         on_tick: called every loop turn with the scheduler (for progress displays).
+        give_back: called with the actors at :meth:`shutdown` when no chunk is left running on them
+            (a :class:`~ensemble.cluster.SolverActorPool` keeps them for the next run).
+        discard: called with actors to get rid of: a dead one before its replacement, all of them
+            at a :meth:`shutdown` with chunks still running.
     """
 
     def __init__(
@@ -57,10 +61,13 @@ class ChunkScheduler:
         max_attempts: int = 3,
         poll_s: float = 0.5,
         on_tick: Callable[[ChunkScheduler], None] | None = None,
+        give_back: Callable[[list[Any]], None] = kill_actors,
+        discard: Callable[[list[Any]], None] = kill_actors,
     ) -> None:
         self.make_actor, self.submit = make_actor, submit
         self.on_result, self.on_error, self.on_failure, self.on_tick = on_result, on_error, on_failure, on_tick
         self.in_flight, self.max_attempts, self.poll_s = in_flight, max_attempts, poll_s
+        self.give_back, self.discard = give_back, discard
         self.generation = [0] * actors
         self.handles = [make_actor(self.actor_name(slot)) for slot in range(actors)]
         self.inflight: dict[Any, tuple[Chunk, int, int]] = {}
@@ -123,7 +130,7 @@ class ChunkScheduler:
         queue.appendleft(chunk)
 
     def _restart(self, slot: int) -> None:
-        kill_actors([self.handles[slot]])
+        self.discard([self.handles[slot]])
         self.generation[slot] += 1
         self.restarts += 1
         name = self.actor_name(slot)
@@ -143,6 +150,8 @@ class ChunkScheduler:
         running = {chunk.id for chunk, _, _ in self.inflight.values()}
         return [p for p in out if p.get("chunk") in running]
 
-    def shutdown(self) -> None:
-        kill_actors(self.handles)
+    def shutdown(self, keep: bool = True) -> None:
+        """Give the actors back (``keep``, and no chunk left running on them), else discard them."""
+        (self.give_back if keep and not self.inflight else self.discard)(self.handles)
+        self.handles = []
 

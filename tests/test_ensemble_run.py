@@ -97,19 +97,51 @@ def test_one_actor_gives_the_same_members_as_two(ray_session, ensemble_setup, tw
         np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=0, err_msg=name)
 
 
-def test_actors_started_before_the_launch_are_the_ones_it_runs_on(ray_session, ensemble_setup, two_actor_run, tmp_path):
-    """``launch(solver_actors=...)`` configures and uses the given actors and kills them at the end,
-    a spare one too (were they ignored, they would still answer). Same members as its own actors."""
+def test_runs_on_a_pool_reuse_its_actors_and_give_the_same_members(ray_session, ensemble_setup, two_actor_run,
+                                                                    tmp_path):
+    """Two runs on one :class:`SolverActorPool`: each runs on the actors started before it (same
+    processes), leaves them alive for the next, and a member's result does not depend on what its
+    actor computed before (a run with another chunking and closure in between). Closing the pool
+    kills them."""
     from ray.exceptions import RayActorError
 
-    from ensemble.cluster import start_solver_actors
+    from ensemble.cluster import SolverActorPool
     from ensemble.config import load_config
 
-    started = start_solver_actors(load_config(ensemble_setup, {"ensemble.actors": 2}))
-    assert len(set(ray_session.get([handle.ping.remote() for handle in started]))) == 2
-    launch(ensemble_setup, tmp_path / "early", {"ensemble.actors": 1}, solver_actors=started)
-    assert all(dies_within(handle, 30.0, ray_session, RayActorError) for handle in started)
-    np.testing.assert_array_equal(members_table(tmp_path / "early")["energy"], members_table(two_actor_run[0])["energy"])
+    with SolverActorPool() as pool:
+        pool.start(load_config(ensemble_setup))
+        handles = [handle for _, _, handle in pool.idle]
+        pids = set(ray_session.get([handle.ping.remote() for handle in handles]))
+        assert len(pids) == 2
+        launch(ensemble_setup, tmp_path / "other", {"ensemble.chunk_size": 16, "ensemble.closure": "none"},
+               actor_pool=pool)
+        summary = launch(ensemble_setup, tmp_path / "again", actor_pool=pool)
+        assert set(ray_session.get([handle.ping.remote() for _, _, handle in pool.idle])) == pids
+        assert summary.restarts == 0 and not pool.lent
+    assert not pool.idle and all(dies_within(handle, 30.0, ray_session, RayActorError) for handle in handles)
+    assert_each_member_once(tmp_path / "again")
+    for name, values in members_table(two_actor_run[0]).items():
+        np.testing.assert_array_equal(members_table(tmp_path / "again")[name], values, err_msg=name)
+
+
+def test_an_interrupted_run_kills_the_actors_it_took_from_a_pool(ray_session, ensemble_setup, tmp_path):
+    """Chunks may still run on them: they are not handed to the next run."""
+    from ray.exceptions import RayActorError
+
+    from ensemble.cluster import SolverActorPool
+    from ensemble.config import load_config
+
+    def crash_after_1(results, scheduler):
+        if results == 1:
+            raise Interrupt
+
+    with SolverActorPool() as pool:
+        pool.start(load_config(ensemble_setup))
+        handles = [handle for _, _, handle in pool.idle]
+        with pytest.raises(Interrupt):
+            launch(ensemble_setup, tmp_path / "interrupted", hooks=Hooks(after_result=crash_after_1), actor_pool=pool)
+        assert not pool.idle and not pool.lent
+        assert all(dies_within(handle, 30.0, ray_session, RayActorError) for handle in handles)
 
 
 def dies_within(handle, seconds: float, ray, actor_error: type) -> bool:
