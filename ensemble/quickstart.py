@@ -5,7 +5,7 @@ On a local Ray instance (``actors`` solver actors, 2 by default) it launches
 1. ``members`` (>= 128 by default) coarse runs of the small preset with the shipped joint
    L-CDM closure (``checkpoints/small/joint-lcdm.safetensors``), starting from the filtered-DNS
    test trajectories shipped in ``checkpoints/small/reference.h5`` (no download, no DNS), and
-2. the same ensemble with no closure (the baseline; cheap),
+2. the same ensemble with no closure (the baseline; cheap, on the same actors),
 
 then writes the report (:func:`ensemble.report.make_report`) comparing the two against the
 reference, and returns where everything went. Output layout::
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ensemble.cluster import connect_ray
+from ensemble.cluster import SolverActorPool, connect_ray
 from ensemble.manifest import check_output_dir
 from ensemble.report import Report, make_report
 from ensemble.run import RunSummary, launch
@@ -72,16 +72,19 @@ def run_quickstart(out: str | Path = "runs/quickstart", *, members: int = 128, a
     owned = connect_ray(address)
     timings["ray start"] = clock.perf_counter() - start
     try:
-        echo(f"[1/3] {members} members with the joint L-CDM closure on {actors} Ray actors -> {closure_run}")
-        t = clock.perf_counter()
-        closure_summary = launch(config, closure_run, {**common, "ensemble.closure": checkpoint}, progress=progress)
-        timings["closure ensemble"] = clock.perf_counter() - t
-        echo(f"      done in {timings['closure ensemble']:.1f} s")
-        echo(f"[2/3] {members} members without closure (baseline) -> {baseline_run}")
-        t = clock.perf_counter()
-        baseline_summary = launch(config, baseline_run, {**common, "ensemble.closure": "none"}, progress=progress)
-        timings["baseline ensemble"] = clock.perf_counter() - t
-        echo(f"      done in {timings['baseline ensemble']:.1f} s")
+        with SolverActorPool() as pool:  # the baseline runs on the closure run's actors
+            echo(f"[1/3] {members} members with the joint L-CDM closure on {actors} Ray actors -> {closure_run}")
+            t = clock.perf_counter()
+            closure_summary = launch(config, closure_run, {**common, "ensemble.closure": checkpoint},
+                                     progress=progress, actor_pool=pool)
+            timings["closure ensemble"] = clock.perf_counter() - t
+            echo(f"      done in {timings['closure ensemble']:.1f} s")
+            echo(f"[2/3] {members} members without closure (baseline) -> {baseline_run}")
+            t = clock.perf_counter()
+            baseline_summary = launch(config, baseline_run, {**common, "ensemble.closure": "none"},
+                                      progress=progress, actor_pool=pool)
+            timings["baseline ensemble"] = clock.perf_counter() - t
+            echo(f"      done in {timings['baseline ensemble']:.1f} s")
     finally:
         if owned:
             import ray

@@ -10,7 +10,9 @@ scored against it), with the same members, seeds, time span and statistics bins.
 * ``pcdm``, ``lcdm``, ``joint-lcdm``, ``flow``: learned closures from
   ``<[training].out>/<method>.safetensors`` (skipped with a note when the file is missing).
 
-One row per method: wall time of its launch (loading included) and the ratio to ``none``; the
+One row per method: wall time of its launch (loading included; on Ray, the solver actors are
+started once before the first method and every method runs on them, so no row pays their
+start-up) and the ratio to ``none``; the
 relative error of the ensemble mean against filtered DNS at four times (the output times
 nearest to a quarter, half, three quarters and all of the span; mean over groups); the
 spectrum error at the last time (:func:`ensemble.report.spectrum_error`: RMS over
@@ -36,7 +38,7 @@ import numpy as np
 from ensemble.config import ProjectConfig, load_config
 from ensemble.methods import LABELS, LEARNED, LES_ONLY, METHODS
 from ensemble.report import FONT_SIZE, RunResults, _figure, _style, load_reference, load_run, mean_spectrum_error
-from ensemble.cluster import connect_ray
+from ensemble.cluster import SolverActorPool, connect_ray
 from ensemble.run import launch
 from ensemble.run_config import sampler_label
 from solvers.errors import UserError
@@ -167,14 +169,19 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
     out.mkdir(parents=True, exist_ok=True)
     owned = False if in_process else connect_ray(address)  # one Ray instance for every method
     try:
-        rows, results = _run_methods(cfg, plan, out, members, in_process, address, progress, echo)
+        with SolverActorPool() as pool:
+            if not in_process:  # started once, before the clock of the first method starts
+                pool.start(cfg)
+                pool.wait_ready()
+            rows, results = _run_methods(cfg, plan, out, members, in_process, address, progress, echo, pool)
     finally:
         if owned:
             import ray
 
             ray.shutdown()
     times = results["none"].times
-    execution = "in one process" if in_process else f"on Ray ({cfg.ensemble.actors} actors)"
+    execution = ("in one process" if in_process else
+                 f"on Ray ({cfg.ensemble.actors} actors, started once before the first method)")
     study = StudyResult(out, problem, float(times[0]), [float(times[j]) for j in score_indices(times)], rows,
                         skipped, execution)
     write_outputs(study, results, load_reference(results["none"]), cfg, shown_data or data_path)
@@ -182,9 +189,9 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
 
 
 def _run_methods(cfg: ProjectConfig, plan: dict[str, str], out: Path, members: int, in_process: bool,
-                 address: str | None, progress: bool,
-                 echo: Callable[[str], None]) -> tuple[list[StudyRow], dict[str, RunResults]]:
-    """Launch each method's ensemble into ``out/runs/<method>`` and score it."""
+                 address: str | None, progress: bool, echo: Callable[[str], None],
+                 pool: SolverActorPool) -> tuple[list[StudyRow], dict[str, RunResults]]:
+    """Launch each method's ensemble into ``out/runs/<method>`` (on Ray: on ``pool``'s actors) and score it."""
     rows, results = [], {}
     wall_none = float("nan")
     for i, (method, closure) in enumerate(plan.items(), 1):
@@ -192,7 +199,7 @@ def _run_methods(cfg: ProjectConfig, plan: dict[str, str], out: Path, members: i
         run_dir = out / "runs" / method
         start = clock.perf_counter()
         launch(cfg, run_dir, {"ensemble.closure": closure}, in_process=in_process, address=address,
-               progress=progress)
+               progress=progress, actor_pool=None if in_process else pool)
         wall = clock.perf_counter() - start
         if method == "none":
             wall_none = wall

@@ -72,6 +72,19 @@ def test_methods_share_initial_conditions_and_the_table_is_the_parquet_numbers(s
     assert errors["none"] != errors["smagorinsky"]  # the closure changed the run
 
 
+def test_the_study_on_ray_actors_started_once_gives_the_in_process_numbers(ray_session, ensemble_setup, study,
+                                                                           tmp_path):
+    out, _ = study
+    on_ray = run_study(ensemble_setup, tmp_path / "ray", members=8,
+                       methods=["none", "smagorinsky"], closure_every=3, in_process=False, progress=False)
+    assert "started once before the first method" in on_ray.table.read_text()
+    in_process = {row["method"]: row for row in json.loads((out / "study.json").read_text())["rows"]}
+    for row in on_ray.rows:
+        expected = in_process[row.method]
+        np.testing.assert_allclose(row.rel_errors, expected["rel_errors"], rtol=1e-6, err_msg=row.method)
+        assert row.crps == pytest.approx(expected["crps"], rel=1e-6)
+
+
 def test_les_only_methods_do_not_apply_to_missing_physics(tmp_path):
     (tmp_path / "flow.safetensors").write_bytes(b"")
     run, skipped = plan_methods(["none", "smagorinsky", "pcdm", "flow"], "missing_physics", tmp_path)
