@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ("1", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "3d", "3e", "3f", "4c", "4d", "5", "6", "6b", "6c")
+ROWS = ("1", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "3d", "3e", "3f", "4c", "4d", "5", "6", "6b", "6c", "6d")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_smoke_bench_writes_every_row_elsewhere(tmp_path):
         ratio_ok = row["measured"] >= row["target"] if row["direction"] == ">=" else row["measured"] <= row["target"]
         flags_ok = all(row.get(flag, True) for flag in ("accuracy_ok", "spectrum_ok", "same_results_in_every_mode"))
         assert row["pass"] == (ratio_ok and flags_ok), row
-    ray_rows = [row for row in rows if row["name"].startswith(("6.", "6c."))]
+    ray_rows = [row for row in rows if row["name"].startswith(("6.", "6c.", "6d."))]
     assert all(row["same_results_in_every_mode"] for row in ray_rows)
 
     table = (tmp_path / "results.md").read_text()
