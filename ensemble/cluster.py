@@ -94,7 +94,7 @@ class SolverActorPool:
 
     def __init__(self) -> None:
         self.idle: list[tuple[str, dict[str, Any], Any]] = []  # (name, Ray options, handle), oldest first
-        self.lent: dict[int, tuple[str, dict[str, Any]]] = {}  # id(handle) -> (name, options) of taken actors
+        self.lent: dict[int, tuple[str, dict[str, Any], Any]] = {}  # id(handle) -> the same, for taken actors
 
     def __enter__(self) -> SolverActorPool:
         return self
@@ -141,14 +141,12 @@ class SolverActorPool:
             name, _, handle = self.idle.pop(names.index(name) if name in names else 0)
         else:
             handle = create_named(SolverActor, name, options, name)
-        self.lent[id(handle)] = (name, options)
+        self.lent[id(handle)] = (name, options, handle)
         return handle
 
     def give_back(self, handles: list[Any]) -> None:
         """Return actors taken from the pool for the next run (live ones: a run kills its dead ones)."""
-        for handle in handles:
-            name, options = self.lent.pop(id(handle))
-            self.idle.append((name, options, handle))
+        self.idle.extend(self.lent.pop(id(handle)) for handle in handles)
 
     def forget(self, handles: list[Any]) -> None:
         """Kill actors taken from the pool instead of returning them (an interrupted run's)."""
@@ -157,9 +155,9 @@ class SolverActorPool:
         kill_actors(handles)
 
     def close(self) -> None:
-        """Kill every idle actor."""
-        kill_actors([handle for _, _, handle in self.idle])
-        self.idle = []
+        """Kill every actor of the pool, idle or still taken by a run."""
+        kill_actors([handle for _, _, handle in [*self.idle, *self.lent.values()]])
+        self.idle, self.lent = [], {}
 
 
 def kill_actors(handles: list[Any]) -> None:

@@ -390,13 +390,13 @@ class RunExecutor:
 
         started = clock.perf_counter()
         batches: list[int] = []
-        scheduler = ChunkScheduler(
-            make_actor, ens.actors, submit, lambda r: self.on_result(r, scheduler), self.on_error,
-            self.on_failure, ens.in_flight_per_actor, ens.max_attempts, on_tick=tick,
-            give_back=pool.give_back, discard=pool.forget,
-        )
-        finished = False
+        scheduler, finished = None, False
         try:
+            scheduler = ChunkScheduler(
+                make_actor, ens.actors, submit, lambda r: self.on_result(r, scheduler), self.on_error,
+                self.on_failure, ens.in_flight_per_actor, ens.max_attempts, on_tick=tick,
+                give_back=pool.give_back, discard=pool.forget,
+            )
             self._wait_ready(configured)
             if closure_actor is not None:
                 ray.get(closure_actor.batch_sizes.remote(), timeout=120)
@@ -406,7 +406,8 @@ class RunExecutor:
                 batches = ray.get(closure_actor.batch_sizes.remote())
             finished = True
         finally:
-            scheduler.shutdown(keep=finished)
+            if scheduler is not None:
+                scheduler.shutdown(keep=finished)
             if closure_actor is not None:
                 ray.kill(closure_actor, no_restart=True)
             if pool is not self.actor_pool:
