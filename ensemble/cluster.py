@@ -103,7 +103,8 @@ class SolverActorPool:
         self.close()
 
     def start(self, cfg: ProjectConfig) -> None:
-        """Start the run's ``cfg.ensemble.actors`` actors (``solver-0`` ...) that the pool lacks.
+        """Start the run's ``cfg.ensemble.actors`` actors (``solver-0`` ...) that the pool lacks
+        (idle actors with other Ray options are killed first).
 
         Returns at once; each new actor process imports the solver stack in the background.
         """
@@ -111,7 +112,8 @@ class SolverActorPool:
 
         check_resources(cfg, shared_closure=False)
         options = solver_actor_options(cfg)
-        names = {name for name, opts, _ in self.idle if opts == options}
+        self._drop_other_options(options)
+        names = {name for name, _, _ in self.idle}
         for slot in range(cfg.ensemble.actors):
             name = f"solver-{slot}"
             if name not in names:
@@ -134,8 +136,7 @@ class SolverActorPool:
         """
         from ensemble.actors import SolverActor
 
-        kill_actors([handle for _, opts, handle in self.idle if opts != options])
-        self.idle = [entry for entry in self.idle if entry[1] == options]
+        self._drop_other_options(options)
         names = [idle_name for idle_name, _, _ in self.idle]
         if self.idle:
             name, _, handle = self.idle.pop(names.index(name) if name in names else 0)
@@ -143,6 +144,11 @@ class SolverActorPool:
             handle = create_named(SolverActor, name, options, name)
         self.lent[id(handle)] = (name, options, handle)
         return handle
+
+    def _drop_other_options(self, options: dict[str, Any]) -> None:
+        """Kill the idle actors started with other Ray options (CPUs, GPUs) than ``options``."""
+        kill_actors([handle for _, opts, handle in self.idle if opts != options])
+        self.idle = [entry for entry in self.idle if entry[1] == options]
 
     def give_back(self, handles: list[Any]) -> None:
         """Return actors taken from the pool for the next run (live ones: a run kills its dead ones)."""

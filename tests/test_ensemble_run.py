@@ -144,6 +144,23 @@ def test_an_interrupted_run_kills_the_actors_it_took_from_a_pool(ray_session, en
         assert all(dies_within(handle, 30.0, ray_session, RayActorError) for handle in handles)
 
 
+def test_a_pool_replaces_idle_actors_started_with_other_resources(ray_session, ensemble_setup):
+    """Idle actors hold their CPUs: a request with other Ray options kills them, then starts its own."""
+    from ray.exceptions import RayActorError
+
+    from ensemble.cluster import SolverActorPool
+    from ensemble.config import load_config
+
+    with SolverActorPool() as pool:
+        pool.start(load_config(ensemble_setup, {"ensemble.actors": 2, "ensemble.cpus_per_actor": 1}))
+        old = [handle for _, _, handle in pool.idle]
+        new = pool.take("solver-0", {"num_cpus": 0.5, "num_gpus": 0})
+        assert all(dies_within(handle, 30.0, ray_session, RayActorError) for handle in old)
+        assert ray_session.get(new.ping.remote(), timeout=60) > 0 and not pool.idle
+        pool.give_back([new])
+        assert [entry[2] for entry in pool.idle] == [new]
+
+
 def dies_within(handle, seconds: float, ray, actor_error: type) -> bool:
     """Whether the actor stops answering within ``seconds``: ``ray.kill`` returns before the kill
     lands, so a ping sent right after it may still be answered."""
