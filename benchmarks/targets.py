@@ -330,7 +330,7 @@ def teacher_figures(teacher: dict[str, Any], student: dict[str, Any]) -> dict[st
 
 def ray_target(name: str, runs: dict[str, dict[str, Any]], mode: str = "1 actor", **figures: Any) -> dict[str, Any]:
     """Targets 6, 6c and 6d: wall time on the 1 actor of ``mode`` over in-process (<= 1.2), the
-    2-actor speed-up and the actor's start-up beside it, plus ``figures``. Its accuracy: whether
+    actor's start-up beside it (and, for fresh actors, the 2-actor speed-up), plus ``figures``. Its accuracy: whether
     every mode gave the same final-time results (error of the mean and mean spectrum, bit for bit)."""
     one, in_process = runs[mode], runs["in-process"]
     if mode == "1 actor":
