@@ -42,6 +42,13 @@ Targets (issue "Performance"):
    configures it anew, none pays its start-up. Target 6 proper is the worst case (the bare
    solver, 2-3 s, against a fixed actor start-up of about a second).
 
+Rows 3 and 4 set the latent closures' autoencoders to ``PRECISION``: bfloat16 where the CPU
+computes it natively (``--closure-precision``, ``models/precision.py``), float32 elsewhere. They
+weigh a closure against physics (the bare coarse solver, the DNS), both float32, and the
+closure's accuracy is measured beside them: each of rows 3a-c and 4a-c gives the float32 run's
+ratio and error beside its own, and the sweep and the sampler comparison run at ``PRECISION``
+too. Rows 1 and 2 compare closures with each other, all float32 (P-CDM has no autoencoder).
+
 Targets 3 and 4 are also measured with the closure refreshed every ``SPARSE_EVERY`` (50) steps
 instead of 5 (the held sample in between is the cheap update); its error relative to the paper's
 coupling is reported beside it. 50 steps are 0.1 time units, the snapshot interval of the data:
@@ -100,6 +107,7 @@ from ensemble.cluster import SolverActorPool  # noqa: E402
 from ensemble.config import load_config  # noqa: E402
 from ensemble.parquet_sink import read_table  # noqa: E402
 from ensemble.run import launch  # noqa: E402
+from models.precision import native_bfloat16  # noqa: E402
 from solvers.allocator import tune_allocator  # noqa: E402
 from solvers.dataset import read_dataset  # noqa: E402
 from solvers.diagnostics import energy_spectrum  # noqa: E402
@@ -129,6 +137,9 @@ LATENT_CLOSURES = (("joint-lcdm", "joint L-CDM"), ("flow", "flow matching (upsam
                    ("flow-subpixel", "flow matching (subpixel AE, distilled)"))  # run label, name in rows 3a-c and 3d-f
 REFERENCE_STEPS = 20_000  # the issue's reference rollout (the paper's timing): --members x 20,000 steps
 THREADS = 1  # torch threads of every measurement (module docstring)
+# autoencoder precision of the latent closures in rows 3 and 4 (module docstring); float32 where
+# this CPU has no native bfloat16, and then those rows reuse the float32 runs
+PRECISION = "bfloat16" if native_bfloat16("cpu") else "float32"
 # accuracy conditions a row may carry; a row with any of them False fails whatever its ratio
 ACCURACY_FLAGS = ("accuracy_ok", "spectrum_ok", "same_results_in_every_mode")
 
@@ -239,13 +250,14 @@ def coupling_sweep(workdir: Path, runs: dict, long_run: dict, args, long_args, d
     and ``LONG_HORIZON`` time units: integration cost against the bare run (short span), error of
     the ensemble mean and spectrum error (both spans). Runs the bench already made are reused."""
     closure = runs["flow-subpixel"]["closure"]
-    made = {(5, args.duration): runs["flow-subpixel"],
-            (SPARSE_EVERY, args.duration): runs[f"flow-subpixel, every {SPARSE_EVERY}"],
+    made = {(5, args.duration): runs[at_precision("flow-subpixel")],
+            (SPARSE_EVERY, args.duration): runs[at_precision(f"flow-subpixel, every {SPARSE_EVERY}")],
             (SPARSE_EVERY, long_args.duration): long_run}
     rows = []
     for every in COUPLING_SWEEP:
         short, long = (made.get((every, a.duration)) or run_ensemble(
-            workdir, f"sweep-every-{every}-{a.duration:g}-units", closure, a, closure_every=every)
+            workdir, f"sweep-every-{every}-{a.duration:g}-units", closure, a, closure_every=every,
+            closure_precision=PRECISION)
             for a in (args, long_args))
         rows.append({"every": every, "hold_time": round(every * dt, 4), **two_spans(short, long, runs["none"], k_max)})
     return rows
@@ -257,12 +269,12 @@ def sampler_comparison(workdir: Path, runs: dict, args, long_args, k_max: int) -
     error of the ensemble mean and spectrum error (both spans). The shipped default (Euler-Maruyama
     x10) reuses the bench's run 3d for the short span."""
     closure = runs["joint-lcdm"]["closure"]
-    made = {("euler_maruyama", 10, args.duration): runs[f"joint-lcdm, every {SPARSE_EVERY}"]}
+    made = {("euler_maruyama", 10, args.duration): runs[at_precision(f"joint-lcdm, every {SPARSE_EVERY}")]}
     rows = []
     for sampler, steps in SAMPLER_COMPARISON:
         short, long = (made.get((sampler, steps, a.duration)) or run_ensemble(
             workdir, f"joint-{sampler}-{steps}-{a.duration:g}-units", closure, a, closure_every=SPARSE_EVERY,
-            sampler=sampler, sampler_steps=steps) for a in (args, long_args))
+            sampler=sampler, sampler_steps=steps, closure_precision=PRECISION) for a in (args, long_args))
         rows.append({"sampler": sampler, "steps": steps, **two_spans(short, long, runs["none"], k_max)})
     return rows
 
@@ -275,6 +287,50 @@ def two_spans(short: dict, long: dict, bare: dict, k_max: int) -> dict[str, floa
             "spectrum_max_rel_error": round(spectrum_error(short, k_max), 3),
             "rel_error_long": round(long["rel_error"], 4),
             "spectrum_max_rel_error_long": round(spectrum_error(long, k_max), 3)}
+
+
+def at_precision(label: str) -> str:
+    """The runs key of a latent closure run at ``PRECISION`` (rows 3 and 4): ``"flow, bfloat16"``."""
+    return label if PRECISION == "float32" else f"{label}, {PRECISION}"
+
+
+def with_precision(name: str) -> str:
+    """A row's closure name with its autoencoder precision: ``"joint L-CDM (bfloat16 AE)"``."""
+    if PRECISION == "float32":
+        return name
+    return f"{name[:-1]}, {PRECISION} AE)" if name.endswith(")") else f"{name} ({PRECISION} AE)"
+
+
+def overhead_row(row: str, name: str, runs: dict, label: str, every_5: str | None = None) -> dict[str, Any]:
+    """Row 3: the ``label`` ensemble at ``PRECISION`` against the bare one (integration times). Beside
+    it: its error of the mean, and either the float32 run's ratio and error (paper's coupling) or,
+    for a sparse refresh, its error against the same closure refreshed every 5 steps (``every_5``)."""
+    run, bare = runs[at_precision(label)], runs["none"]
+    figures = {"rel_error": round(run["rel_error"], 4)}
+    if every_5 is not None:
+        figures["error_vs_every_5"] = round(run["rel_error"] / runs[at_precision(every_5)]["rel_error"], 3)
+    else:
+        figures["rel_error_no_closure"] = round(bare["rel_error"], 4)
+        if PRECISION != "float32":
+            figures.update(float32_ratio=round(runs[label]["compute_s"] / bare["compute_s"], 3),
+                           rel_error_float32=round(runs[label]["rel_error"], 4))
+    return target(f"{row}. closure overhead, {with_precision(name)} / no closure", run["compute_s"] / bare["compute_s"],
+                  5, False, spread=ratio_spread(run["compute_span_s"], bare["compute_span_s"]), **figures)
+
+
+def dns_row(row: str, name: str, runs: dict, label: str, dns_wall: float, dns_span: tuple[float, float], k_max: int,
+            **figures: Any) -> dict[str, Any]:
+    """Row 4: the DNS's wall time against the ``label`` ensemble's integration at ``PRECISION``;
+    passes only with the mean spectrum within 10 % up to ``k_max``. The float32 run's ratio and
+    spectrum error beside it when the precision differs (and that run exists)."""
+    run = runs[at_precision(label)]
+    error = spectrum_error(run, k_max)
+    if PRECISION != "float32" and label in runs:
+        figures = {"float32_ratio": round(dns_wall / runs[label]["compute_s"], 3),
+                   "spectrum_max_rel_error_float32": round(spectrum_error(runs[label], k_max), 3), **figures}
+    return target(f"{row}. DNS / {with_precision(name)} ensemble cost", dns_wall / run["compute_s"], 10, True,
+                  spread=ratio_spread(dns_span, run["compute_span_s"]), spectrum_max_rel_error=round(error, 3),
+                  spectrum_ok=error <= 0.1, **figures)
 
 
 def time_dns(args) -> tuple[float, tuple[float, float]]:
@@ -416,6 +472,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args.out = args.out or ROOT / "benchmarks"
     args.short_repeats, args.reference_steps, args.long_horizon = SHORT_REPEATS, REFERENCE_STEPS, LONG_HORIZON
     args.solver_budget_s = 6.0
+    args.closure_precision = PRECISION
     if args.smoke:
         args.members, args.duration, args.ray_members, args.repeats, args.short_repeats = 4, 0.1, 8, 1, 1
         args.reference_steps, args.long_horizon, args.solver_budget_s = 100, 0.2, 0.2
@@ -448,12 +505,18 @@ def main() -> None:
                 for label, path in FLOW_TEACHERS.items()}
     runs.update({f"{label}, two-step teacher": run for label, run in teachers.items()})  # listed with the others
     for label, _ in LATENT_CLOSURES:
-        runs[f"{label}, every {SPARSE_EVERY}"] = run_ensemble(
-            workdir, f"{label}-every-{SPARSE_EVERY}", runs[label]["closure"], args, closure_every=SPARSE_EVERY)
+        runs[at_precision(label)] = runs[label] if PRECISION == "float32" else run_ensemble(
+            workdir, f"{label}-{PRECISION}", runs[label]["closure"], args, closure_precision=PRECISION)
+    for label, _ in LATENT_CLOSURES:
+        runs[at_precision(f"{label}, every {SPARSE_EVERY}")] = run_ensemble(
+            workdir, f"{label}-every-{SPARSE_EVERY}", runs[label]["closure"], args, closure_every=SPARSE_EVERY,
+            closure_precision=PRECISION)
     long_args = argparse.Namespace(**{**vars(args), "duration": args.long_horizon})
     long_run = run_ensemble(workdir, f"flow-subpixel-every-{SPARSE_EVERY}-{args.long_horizon:g}-units",
-                            runs["flow-subpixel"]["closure"], long_args, closure_every=SPARSE_EVERY)
-    tuned = {label: run_ensemble(workdir, f"flow-aposteriori-{label}", str(APOSTERIORI), a, closure_every=SPARSE_EVERY)
+                            runs["flow-subpixel"]["closure"], long_args, closure_every=SPARSE_EVERY,
+                            closure_precision=PRECISION)
+    tuned = {label: run_ensemble(workdir, f"flow-aposteriori-{label}", str(APOSTERIORI), a, closure_every=SPARSE_EVERY,
+                                 closure_precision=PRECISION)
              for label, a in (("short", args), ("long", long_args))} if APOSTERIORI.is_file() else None
     k_half = n // 4  # half the coarse Nyquist wavenumber n/2
     sweep = coupling_sweep(workdir, runs, long_run, args, long_args, cfg.solver.dt, k_half)
@@ -477,8 +540,7 @@ def main() -> None:
     ray.shutdown()
     shutil.rmtree(workdir, ignore_errors=True)
 
-    pcdm, joint, flow = runs["pcdm"], runs["joint-lcdm"], runs["flow"]
-    fast_flow = runs["flow-subpixel"]
+    pcdm, joint, flow, fast_flow = runs["pcdm"], runs["joint-lcdm"], runs["flow"], runs["flow-subpixel"]
     errors = {f"rel_error_{k.replace('-', '_')}": round(v["rel_error"], 4) for k, v in runs.items()}
     cost = {k: v["compute_s"] for k, v in runs.items()}
     span = {k: v["compute_span_s"] for k, v in runs.items()}
@@ -495,37 +557,21 @@ def main() -> None:
                cost["pcdm"] / cost["flow-subpixel"], 50, True, spread=ratio_spread(span["pcdm"], span["flow-subpixel"]),
                accuracy_ok=accuracy_ok(fast_flow, pcdm), rel_error_flow_subpixel=round(fast_flow["rel_error"], 4),
                rel_error_pcdm=round(pcdm["rel_error"], 4), **teacher_figures(teachers["flow-subpixel"], fast_flow)),
-        *[target(f"3{letter}. closure overhead, {name} / no closure", cost[label] / cost["none"], 5, False,
-                 spread=ratio_spread(span[label], span["none"]), rel_error=round(runs[label]["rel_error"], 4),
-                 rel_error_no_closure=round(runs["none"]["rel_error"], 4))
-          for letter, (label, name) in zip("abc", LATENT_CLOSURES)],
-        target("4a. DNS / joint L-CDM ensemble cost", dns_wall / cost["joint-lcdm"], 10, True,
-               spread=ratio_spread(dns_span, span["joint-lcdm"]),
-               spectrum_max_rel_error=round(spectrum_error(joint, k_half), 3), spectrum_ok=spectrum_error(joint, k_half) <= 0.1),
-        target("4b. DNS / flow-matching (upsample AE, distilled) ensemble cost", dns_wall / cost["flow"], 10, True,
-               spread=ratio_spread(dns_span, span["flow"]),
-               spectrum_max_rel_error=round(spectrum_error(flow, k_half), 3), spectrum_ok=spectrum_error(flow, k_half) <= 0.1),
-        *[target(f"3{letter}. closure overhead, {name} every {SPARSE_EVERY} steps / no closure",
-                 cost[f"{label}, every {SPARSE_EVERY}"] / cost["none"], 5, False,
-                 spread=ratio_spread(span[f"{label}, every {SPARSE_EVERY}"], span["none"]),
-                 rel_error=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"], 4),
-                 error_vs_every_5=round(runs[f"{label}, every {SPARSE_EVERY}"]["rel_error"] / runs[label]["rel_error"], 3))
-          for letter, (label, name) in zip("def", LATENT_CLOSURES)],
-        target("4c. DNS / flow-matching (subpixel AE, distilled) ensemble cost", dns_wall / cost["flow-subpixel"], 10, True,
-               spread=ratio_spread(dns_span, span["flow-subpixel"]),
-               spectrum_max_rel_error=round(spectrum_error(fast_flow, k_half), 3), spectrum_ok=spectrum_error(fast_flow, k_half) <= 0.1),
-        target(f"4d. DNS / flow-matching (subpixel AE, distilled) every {SPARSE_EVERY} steps ensemble cost",
-               dns_wall / cost[f"flow-subpixel, every {SPARSE_EVERY}"], 10, True,
-               spread=ratio_spread(dns_span, span[f"flow-subpixel, every {SPARSE_EVERY}"]),
-               spectrum_max_rel_error=round(spectrum_error(runs[f"flow-subpixel, every {SPARSE_EVERY}"], k_half), 3),
-               spectrum_ok=spectrum_error(runs[f"flow-subpixel, every {SPARSE_EVERY}"], k_half) <= 0.1,
-               spectrum_max_rel_error_after_2_units=round(spectrum_error(long_run, k_half), 3),
-               rel_error_after_2_units=round(long_run["rel_error"], 4),
-               **({} if tuned is None else {
-                   "aposteriori_cost_ratio": round(dns_wall / tuned["short"]["compute_s"], 3),
-                   "aposteriori_spectrum_max_rel_error": round(spectrum_error(tuned["short"], k_half), 3),
-                   "aposteriori_spectrum_max_rel_error_after_2_units": round(spectrum_error(tuned["long"], k_half), 3),
-                   "aposteriori_rel_error_after_2_units": round(tuned["long"]["rel_error"], 4)})),
+        *[overhead_row(f"3{letter}", name, runs, label) for letter, (label, name) in zip("abc", LATENT_CLOSURES)],
+        dns_row("4a", "joint L-CDM", runs, "joint-lcdm", dns_wall, dns_span, k_half),
+        dns_row("4b", "flow-matching (upsample AE, distilled)", runs, "flow", dns_wall, dns_span, k_half),
+        *[overhead_row(f"3{letter}", f"{name} every {SPARSE_EVERY} steps", runs, f"{label}, every {SPARSE_EVERY}",
+                       every_5=label) for letter, (label, name) in zip("def", LATENT_CLOSURES)],
+        dns_row("4c", "flow-matching (subpixel AE, distilled)", runs, "flow-subpixel", dns_wall, dns_span, k_half),
+        dns_row("4d", f"flow-matching (subpixel AE, distilled) every {SPARSE_EVERY} steps", runs,
+                f"flow-subpixel, every {SPARSE_EVERY}", dns_wall, dns_span, k_half,
+                spectrum_max_rel_error_after_2_units=round(spectrum_error(long_run, k_half), 3),
+                rel_error_after_2_units=round(long_run["rel_error"], 4),
+                **({} if tuned is None else {
+                    "aposteriori_cost_ratio": round(dns_wall / tuned["short"]["compute_s"], 3),
+                    "aposteriori_spectrum_max_rel_error": round(spectrum_error(tuned["short"], k_half), 3),
+                    "aposteriori_spectrum_max_rel_error_after_2_units": round(spectrum_error(tuned["long"], k_half), 3),
+                    "aposteriori_rel_error_after_2_units": round(tuned["long"]["rel_error"], 4)})),
         target("5. coarse step / FFT time, 64^2 x 64 members", solver["step_s"] / solver["fft_s"], 1.5, False),
         ray_target("6. Ray 1 actor / in-process wall time", ray_runs,
                    ratio_after_startup=round((ray_runs["1 actor"]["wall_s"] - ray_runs["1 actor"]["startup_s"])
@@ -568,7 +614,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"times are medians of {results['settings']['repeats']} launches (one for launches over {LONG_S:g} s, "
         f"{results['settings']['short_repeats']} for launches under {SHORT_S:g} s); the range is the lowest and highest ratio "
         "those launches allow (fastest against slowest); "
-        "errors are the final-time relative error of the ensemble mean.",
+        "errors are the final-time relative error of the ensemble mean. "
+        f"Rows 3 and 4, the sweep and the sampler table run the latent closures with "
+        f"{results['settings'].get('closure_precision', 'float32')} autoencoders (`--closure-precision`; "
+        "rows 3a-c and 4a-c give the float32 run's figures beside); rows 1 and 2 are float32.",
         "",
         *(["**Smoke run (`--smoke`): tiny sizes, one launch each; the figures measure nothing.**", ""]
           if results["settings"]["smoke"] else []),
@@ -594,7 +643,9 @@ def sweep_markdown(results: dict[str, Any]) -> list[str]:
     """The refresh-interval sweep and the exact closure's lag correlation, as Markdown lines."""
     horizon, long = results["settings"]["duration"], results["settings"]["long_horizon"]
     correlation = ", ".join(f"{rho} at {lag} time units" for lag, rho in results["closure_lag_correlation"].items())
-    caption = (f"Closure refresh interval, distilled subpixel flow model (integration cost against the bare run over {horizon:g} "
+    precision = results["settings"].get("closure_precision", "float32")
+    caption = (f"Closure refresh interval, distilled subpixel flow model, {precision} autoencoders (integration cost "
+               f"against the bare run over {horizon:g} "
                f"time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and {long:g} "
                f"units). Time correlation of the exact closure in the reference: {correlation}.")
     return two_span_table(caption, ["refresh every", "held for (time units)"], results["settings"],
@@ -604,7 +655,9 @@ def sweep_markdown(results: dict[str, Any]) -> list[str]:
 def sampler_markdown(results: dict[str, Any]) -> list[str]:
     """The joint L-CDM sampler comparison, as Markdown lines."""
     horizon, long = results["settings"]["duration"], results["settings"]["long_horizon"]
-    caption = (f"Joint L-CDM samplers, closure refreshed every {SPARSE_EVERY} steps (cost against the bare run over "
+    precision = results["settings"].get("closure_precision", "float32")
+    caption = (f"Joint L-CDM samplers, {precision} autoencoders, closure refreshed every {SPARSE_EVERY} steps "
+               "(cost against the bare run over "
                f"{horizon:g} time units; error of the mean and max spectrum error over k = 1-8 after {horizon:g} and "
                f"{long:g} units; a-priori calibration of the same samplers in `benchmarks/sampling.md`).")
     return two_span_table(caption, ["sampler", "score calls"], results["settings"],

@@ -45,10 +45,11 @@ class ClosureSource:
 
 
 def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None = None, *,
-                    sampler: str | None = None, steps: int | None = None) -> ClosureSource:
+                    sampler: str | None = None, steps: int | None = None, precision: str | None = None) -> ClosureSource:
     """Validate a ``--closure`` value for an ``n x n`` run; load a checkpoint once (on CPU).
 
-    ``sampler`` and ``steps`` replace a score model's sampler defaults (None: the checkpoint's)."""
+    ``sampler`` and ``steps`` replace a score model's sampler defaults (None: the checkpoint's);
+    ``precision`` is a latent model's autoencoder precision (:mod:`models.precision`)."""
     if spec in CLASSICAL:
         if spec != "none" and problem == "missing_physics":
             logger.warning("%s models only the subgrid term; the missing-physics problem needs advection too", spec)
@@ -58,7 +59,7 @@ def resolve_closure(spec: str, n: int, problem: str, filter_width: float | None 
     from models.closures import load_closure  # lazy: models/ is optional for classical closures
 
     try:
-        closure = load_closure(path, device="cpu", sampler=sampler, steps=steps)
+        closure = load_closure(path, device="cpu", sampler=sampler, steps=steps, precision=precision)
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is one user error

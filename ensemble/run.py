@@ -466,7 +466,8 @@ def launch(config: str | Path | ProjectConfig, out: str | Path, overrides: dict[
     if not steps_holder:
         times_fn(inputs.t0)
     source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width,
-                             sampler=cfg.ensemble.sampler, steps=cfg.ensemble.sampler_steps)
+                             sampler=cfg.ensemble.sampler, steps=cfg.ensemble.sampler_steps,
+                             precision=cfg.ensemble.closure_precision)
     times = output_times(inputs.t0, steps_holder["n_steps"], steps_holder["every"], cfg.solver.dt)
     plan = {
         "n": inputs.n, "model": inputs.model, "t0": inputs.t0, "t_end": steps_holder["t_end"],
@@ -502,7 +503,8 @@ def resume(out: str | Path, *, address: str | None = None, in_process: bool = Fa
     times = np.asarray(manifest.plan["times"])
     inputs = prepare_inputs(cfg, lambda t0: times)
     source = resolve_closure(cfg.ensemble.closure, inputs.n, inputs.model, cfg.data.filter_width,
-                             sampler=cfg.ensemble.sampler, steps=cfg.ensemble.sampler_steps)
+                             sampler=cfg.ensemble.sampler, steps=cfg.ensemble.sampler_steps,
+                             precision=cfg.ensemble.closure_precision)
     for record in manifest.chunks:
         if record.status == "failed":
             record.status = "pending"

@@ -145,7 +145,7 @@ def score_run(results: RunResults, reference: Any, method: str, wall_s: float, w
 def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods: Sequence[str] = METHODS,
               data: str | None = None, duration: float | None = None, seed: int | None = None,
               closure_every: int | None = None, sampler: str | None = None, sampler_steps: int | None = None,
-              in_process: bool = True, address: str | None = None,
+              closure_precision: str | None = None, in_process: bool = True, address: str | None = None,
               progress: bool = True, echo: Callable[[str], None] = logger.info) -> StudyResult:
     """Run every applicable method on the same initial conditions and write the comparison."""
     out = Path(out)
@@ -155,7 +155,8 @@ def run_study(config: str | Path, out: str | Path, *, members: int = 16, methods
         data = str(Path(data).resolve())
     overrides = {"ensemble.members": members, "ensemble.init": "dataset", "ensemble.data": data,
                  "ensemble.duration": duration, "ensemble.seed": seed, "coupling.closure_every": closure_every,
-                 "ensemble.sampler": sampler, "ensemble.sampler_steps": sampler_steps}
+                 "ensemble.sampler": sampler, "ensemble.sampler_steps": sampler_steps,
+                 "ensemble.closure_precision": closure_precision}
     cfg: ProjectConfig = load_config(config, overrides)
     if duration is not None:  # an explicit duration replaces the config's absolute end time
         cfg = cfg.model_copy(update={"ensemble": cfg.ensemble.model_copy(update={"t_end": None})})
@@ -247,7 +248,9 @@ def study_markdown(study: StudyResult, cfg: ProjectConfig, data_path: str) -> st
 def _sampler_text(cfg: ProjectConfig) -> str:
     """Which sampler the score models used: the override, else each checkpoint's own."""
     label = sampler_label(cfg.ensemble.sampler, cfg.ensemble.sampler_steps)
-    return "score models with their checkpoints' samplers" if label is None else f"score models sampled with {label}"
+    text = "score models with their checkpoints' samplers" if label is None else f"score models sampled with {label}"
+    precision = cfg.ensemble.closure_precision
+    return text if precision == "float32" else f"{text}, latent models' autoencoders in {precision}"
 
 
 def write_outputs(study: StudyResult, results: dict[str, RunResults], reference: Any, cfg: ProjectConfig,

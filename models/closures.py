@@ -17,6 +17,7 @@ import torch
 
 from solvers.allocator import tune_allocator
 from models.checkpoint import Checkpoint, load_checkpoint
+from models.precision import native_bfloat16
 from models.sampling_options import SamplerOptions
 from solvers.errors import UserError
 from solvers.random import MemberRandom
@@ -87,7 +88,9 @@ def load_closure(
         tune_malloc: raise glibc's mmap/trim thresholds (:func:`solvers.allocator.tune_allocator`,
             process-wide, ~2x faster sampling on CPU).
         **sampler_overrides: ``sampler`` (euler_maruyama | ancestral | heun), ``steps``, ``t_max``,
-            ``t_min``, ``flow_steps``; defaults come from the checkpoint's [model] section.
+            ``t_min``, ``flow_steps``, ``precision`` (float32 | bfloat16: a latent model's autoencoder
+            halves, :mod:`models.precision`); defaults come from the checkpoint's [model] section
+            (precision: float32).
     """
     if tune_malloc:
         tune_allocator()
@@ -98,6 +101,22 @@ def load_closure(
     if "distilled_teacher_steps" in ckpt.metrics and options.flow_steps != 1:
         raise UserError(f"{path}: a one-step distilled flow closure samples with 1 flow step, not {options.flow_steps} "
                         "(its velocity is trained at t = 0 only)")
+    options = checked_precision(options, ckpt.method, device or "cpu", path)
     closure = GenerativeClosure(ckpt, options, device or "cpu")
     logger.info("loaded %r from %s", closure, path)
     return closure
+
+
+def checked_precision(options: SamplerOptions, method: str, device: torch.device | str, path: str | Path) -> SamplerOptions:
+    """``options`` with a precision the model can use: P-CDM has no autoencoder, so it samples in
+    float32 whatever was asked (logged); a device without native bfloat16 runs the bfloat16 halves
+    slower than float32 (a warning)."""
+    if options.precision == "float32":
+        return options
+    if method == "pcdm":
+        logger.info("%s: P-CDM has no autoencoder; precision %s ignored, it samples in float32", path, options.precision)
+        return options.with_overrides(precision="float32")
+    if not native_bfloat16(device):
+        logger.warning("%s: %s has no native bfloat16; %s autoencoders will sample slower than float32",
+                       path, torch.device(device), options.precision)
+    return options

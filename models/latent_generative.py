@@ -26,6 +26,7 @@ from torch import nn
 from models.autoencoder import Autoencoder
 from models.flow_matching import FlowMatchingLoss, flow_euler
 from models.fno import ConditionalFNO
+from models.precision import DTYPES, CastStage, parameter_versions
 from models.sampling_options import SamplerOptions
 from models.samplers import SAMPLERS, NoiseFn, prior_std, sampler_times
 from models.sde import VESDE, DenoisingScoreMatchingLoss, _expand
@@ -85,6 +86,7 @@ class LatentGenerative(nn.Module):
         self.register_buffer("latent_std", torch.ones(()))
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
+        self._cast_halves: tuple[tuple, CastStage, CastStage] | None = None  # not a submodule: no checkpoint keys
 
     # --- pieces -----------------------------------------------------------------------------
     def closure_latent(self, closure: torch.Tensor) -> torch.Tensor:
@@ -148,7 +150,8 @@ class LatentGenerative(nn.Module):
         The condition branch runs once; the sampler makes ``steps`` (EM), ``2 steps - 1``
         (Heun) or ``flow_steps`` (flow) latent network calls; one decoder call at the end.
         """
-        condition = self.vorticity_ae.encode(vorticity)
+        encode, decode = self.sampling_halves(options.precision)
+        condition = encode(vorticity)
         features = self.net.encode_condition(condition)
         fn = lambda x, t: self.network(x, t, features)  # noqa: E731
         if self.objective == "flow":
@@ -157,4 +160,19 @@ class LatentGenerative(nn.Module):
             x_T = self.target_mean + prior_std(self.sde, options.t_max, float(self.target_std)) * noise(condition)
             times = sampler_times(options.sampler, self.sde, options.t_max, options.t_min, options.steps)
             y = SAMPLERS[options.sampler](fn, x_T, times, noise, self.sde)
-        return self.decode_closure(y)
+        return decode(y * self.latent_std + self.latent_mean)
+
+    def sampling_halves(self, precision: str = "float32") -> tuple[nn.Module, nn.Module]:
+        """``(E_w, D_C)`` as sampling runs them: the autoencoders' own halves in float32, or frozen
+        copies in ``precision`` (:mod:`models.precision`; inference only, rebuilt when a weight
+        changes). ``[B, 1, n, n] -> [B, L, n/4, n/4]`` and back, float32 in and out."""
+        if precision == "float32":
+            return self.vorticity_ae.encoder, self.closure_ae.decoder
+        if torch.is_grad_enabled():
+            raise ValueError(f"precision {precision!r} samples without gradients only; fine-tune in float32")
+        key = (precision, parameter_versions(self.vorticity_ae.encoder), parameter_versions(self.closure_ae.decoder),
+               self.latent_std.device)
+        if self._cast_halves is None or self._cast_halves[0] != key:
+            dtype = DTYPES[precision]
+            self._cast_halves = (key, CastStage(self.vorticity_ae.encoder, dtype), CastStage(self.closure_ae.decoder, dtype))
+        return self._cast_halves[1], self._cast_halves[2]

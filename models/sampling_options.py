@@ -6,20 +6,24 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from models.config import ModelSection
+from models.precision import PRECISIONS
 from models.samplers import SAMPLERS
 from solvers.errors import UserError
 
 
 @dataclass(frozen=True)
 class SamplerOptions:
-    """``sampler`` (euler_maruyama | ancestral | heun), ``steps``, ``t_max``, ``t_min`` (score models) and
-    ``flow_steps`` (flow matching). Defaults are the paper's: Euler-Maruyama, 10 steps, 0.4 -> 1e-3."""
+    """``sampler`` (euler_maruyama | ancestral | heun), ``steps``, ``t_max``, ``t_min`` (score models),
+    ``flow_steps`` (flow matching) and ``precision`` of a latent model's autoencoder halves (float32 |
+    bfloat16, :mod:`models.precision`). Defaults are the paper's: Euler-Maruyama, 10 steps, 0.4 -> 1e-3,
+    float32."""
 
     sampler: str = "euler_maruyama"
     steps: int = 10
     t_max: float = 0.4
     t_min: float = 1e-3
     flow_steps: int = 1
+    precision: str = "float32"
 
     @classmethod
     def from_section(cls, model: ModelSection) -> SamplerOptions:
@@ -41,13 +45,18 @@ class SamplerOptions:
             raise UserError(f"sampler steps must be >= 1 (steps={self.steps}, flow_steps={self.flow_steps})")
         if not 0 < self.t_min < self.t_max <= 1:
             raise UserError(f"sampler times must satisfy 0 < t_min < t_max <= 1 (got {self.t_min}, {self.t_max})")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision: unknown precision {self.precision!r}; expected one of {list(PRECISIONS)}")
 
     def describe(self, method: str, teacher_steps: int | None = None) -> str:
         """How ``method`` samples: ``"euler_maruyama x10, t_max 0.4"``, ``"flow Euler x2"``, or for a
-        one-step student (:mod:`models.distillation`) ``"flow Euler x1, distilled from x2"``."""
+        one-step student (:mod:`models.distillation`) ``"flow Euler x1, distilled from x2"``; a
+        precision other than float32 is appended (``", bfloat16 autoencoders"``)."""
         if method != "flow":
-            return f"{self.sampler} x{self.steps}, t_max {self.t_max:g}"
-        return f"flow Euler x{self.flow_steps}" + (f", distilled from x{teacher_steps}" if teacher_steps else "")
+            text = f"{self.sampler} x{self.steps}, t_max {self.t_max:g}"
+        else:
+            text = f"flow Euler x{self.flow_steps}" + (f", distilled from x{teacher_steps}" if teacher_steps else "")
+        return text + (f", {self.precision} autoencoders" if self.precision != "float32" else "")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -153,6 +153,24 @@ def test_sampler_options_reach_the_closure(ensemble_setup, tmp_path):
     assert not np.array_equal(energies["default"][2:], energies["ancestral"][2:])  # rows 0-1: the shared start
 
 
+def test_closure_precision_reaches_the_closure(ensemble_setup, tmp_path):
+    """``--closure-precision bfloat16`` is recorded, shown by status, and samples close to float32."""
+    from ensemble.manifest import Manifest
+    from ensemble.parquet_sink import read_table
+
+    path = tiny_checkpoint(tmp_path / "n16.safetensors", 16)
+    energies = {}
+    for precision in ("float32", "bfloat16"):
+        result = invoke("launch", ensemble_setup, "--out", tmp_path / precision, "--closure", path, *TINY,
+                        "--closure-precision", precision)
+        assert result.exit_code == 0, result.output
+        energies[precision] = read_table(tmp_path / precision, "members").to_pandas()["energy"].to_numpy()
+    assert Manifest.load(tmp_path / "bfloat16").config["ensemble"]["closure_precision"] == "bfloat16"
+    assert "t_max 0.4, bfloat16 autoencoders, sampled every" in invoke("status", tmp_path / "bfloat16").output
+    assert not np.array_equal(energies["float32"], energies["bfloat16"])
+    np.testing.assert_allclose(energies["bfloat16"], energies["float32"], rtol=1e-2)
+
+
 @pytest.mark.parametrize(
     ("args", "start"),
     [
@@ -162,6 +180,7 @@ def test_sampler_options_reach_the_closure(ensemble_setup, tmp_path):
         (["--output-interval", "0.03"], "--output-interval"),
         (["--closure-mode", "everywhere"], "[ensemble].closure_mode: Input should be"),
         (["--sampler", "rk4"], "[ensemble].sampler: Input should be"),
+        (["--closure-precision", "half"], "[ensemble].closure_precision: Input should be"),
     ],
 )
 def test_bad_options(ensemble_setup, tmp_path, args, start):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ensemble.cli.options import CLOSURE_EVERY, SAMPLER, SAMPLER_STEPS
+from ensemble.cli.options import CLOSURE_EVERY, CLOSURE_PRECISION, SAMPLER, SAMPLER_STEPS
 
 ensemble_app = typer.Typer(help="Ray ensembles of closure-corrected coarse runs, streaming statistics to Parquet.",
                            no_args_is_help=True)
@@ -26,6 +26,7 @@ def launch(
     closure_every: Optional[int] = CLOSURE_EVERY,
     sampler: Optional[str] = SAMPLER,
     sampler_steps: Optional[int] = SAMPLER_STEPS,
+    closure_precision: Optional[str] = CLOSURE_PRECISION,
     init: Optional[str] = typer.Option(None, "--init", help="dataset | random | FIELD.npy"),
     data: Optional[str] = typer.Option(None, "--data", help="dataset for initial conditions and reference"),
     t_end: Optional[float] = typer.Option(None, "--t-end", help="end time (default: start + [ensemble].duration)"),
@@ -49,6 +50,7 @@ def launch(
         "ensemble.data": data, "ensemble.t_end": t_end, "ensemble.output_interval": output_interval,
         "ensemble.seed": seed, "ensemble.chunk_size": chunk_size, "ensemble.snapshots": snapshots,
         "ensemble.sampler": sampler, "ensemble.sampler_steps": sampler_steps, "coupling.closure_every": closure_every,
+        "ensemble.closure_precision": closure_precision,
     }
     cfg = load_config(config, overrides)
     check_output_dir(out)

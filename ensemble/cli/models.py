@@ -100,6 +100,8 @@ def evaluate_command(
     steps: Optional[int] = typer.Option(None, "--steps", "--sampler-steps", min=1, help="Sampler steps (score models)."),
     t_max: Optional[float] = typer.Option(None, "--t-max", min=0.0, max=1.0, help="Start time of the sampler."),
     flow_steps: Optional[int] = typer.Option(None, "--flow-steps", min=1, help="Euler steps (flow)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="Autoencoders of a latent model: float32 | "
+                                            "bfloat16 (models/precision.py; default float32)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the closure samples."),
 ) -> None:
     """A-priori table on the test split: ensemble-mean error, spectrum error, CRPS, spread-skill, cost."""
@@ -109,7 +111,8 @@ def evaluate_command(
     from models.evaluation import evaluate_closure, markdown_table
 
     meta = read_metadata(checkpoint)
-    closure = load_closure(checkpoint, sampler=sampler, steps=steps, t_max=t_max, flow_steps=flow_steps)
+    closure = load_closure(checkpoint, sampler=sampler, steps=steps, t_max=t_max, flow_steps=flow_steps,
+                           precision=precision)
     pairs = load_pairs(data, "test")
     if pairs.grid_size != closure.grid_size:
         raise UserError(f"{data}: grid {pairs.grid_size}^2 does not match the checkpoint's {closure.grid_size}^2")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ensemble.cli.options import CLOSURE_EVERY, SAMPLER, SAMPLER_STEPS
+from ensemble.cli.options import CLOSURE_EVERY, CLOSURE_PRECISION, SAMPLER, SAMPLER_STEPS
 from ensemble.methods import METHODS
 
 
@@ -25,6 +25,7 @@ def study(
     closure_every: Optional[int] = CLOSURE_EVERY,
     sampler: Optional[str] = SAMPLER,
     sampler_steps: Optional[int] = SAMPLER_STEPS,
+    closure_precision: Optional[str] = CLOSURE_PRECISION,
     ray: bool = typer.Option(False, "--ray/--in-process", help="run each ensemble on Ray (default: in this process)"),
     address: Optional[str] = typer.Option(None, "--address", help="with --ray: auto or HOST:PORT of a cluster"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="rich progress display"),
@@ -34,7 +35,8 @@ def study(
 
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     result = run_study(config, out, members=members, methods=chosen, data=data, duration=duration, seed=seed,
-                       closure_every=closure_every, sampler=sampler, sampler_steps=sampler_steps, in_process=not ray,
+                       closure_every=closure_every, sampler=sampler, sampler_steps=sampler_steps,
+                       closure_precision=closure_precision, in_process=not ray,
                        address=address, progress=progress, echo=typer.echo)
     typer.echo("")
     typer.echo(result.table.read_text())
