@@ -93,10 +93,6 @@ class LatentGenerative(nn.Module):
         """Standardised closure latent ``y = (E_C(C) - latent_mean) / latent_std``."""
         return (self.closure_ae.encode(closure) - self.latent_mean) / self.latent_std
 
-    def decode_closure(self, y: torch.Tensor) -> torch.Tensor:
-        """``D_C(latent_std y + latent_mean)``: ``[B, L, m, m]`` -> ``[B, 1, 4m, 4m]``."""
-        return self.closure_ae.decode(y * self.latent_std + self.latent_mean)
-
     def network(self, x: torch.Tensor, t: torch.Tensor, features: list[torch.Tensor]) -> torch.Tensor:
         """Score ``F/sigma_t`` (score objective) or velocity ``F`` (flow objective)."""
         out = self.net(x, t, features)
@@ -160,7 +156,7 @@ class LatentGenerative(nn.Module):
             x_T = self.target_mean + prior_std(self.sde, options.t_max, float(self.target_std)) * noise(condition)
             times = sampler_times(options.sampler, self.sde, options.t_max, options.t_min, options.steps)
             y = SAMPLERS[options.sampler](fn, x_T, times, noise, self.sde)
-        return decode(y * self.latent_std + self.latent_mean)
+        return decode(y * self.latent_std + self.latent_mean)  # D_C(latent_std y + latent_mean): [M, 1, n, n]
 
     def sampling_halves(self, precision: str = "float32") -> tuple[nn.Module, nn.Module]:
         """``(E_w, D_C)`` as sampling runs them: the autoencoders' own halves in float32, or frozen
