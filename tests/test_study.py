@@ -31,7 +31,7 @@ def study(ensemble_setup, tmp_path_factory):
     out = root / "out"
     result = CliRunner().invoke(app, ["study", str(config), "--out", str(out), "--members", "8", "--methods",
                                       ",".join(METHODS), "--closure-every", "3", "--sampler", "ancestral",
-                                      "--sampler-steps", "4", "--no-progress"])
+                                      "--sampler-steps", "4", "--closure-precision", "bfloat16", "--no-progress"])
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -45,7 +45,8 @@ def test_one_row_per_applicable_method_and_a_note_for_the_rest(study):
     config = json.loads((out / "runs" / "smagorinsky" / "manifest.json").read_text())["config"]
     assert config["coupling"]["closure_every"] == 3
     assert (config["ensemble"]["sampler"], config["ensemble"]["sampler_steps"]) == ("ancestral", 4)
-    assert "score models sampled with ancestral x4" in (out / "study.md").read_text()
+    assert config["ensemble"]["closure_precision"] == "bfloat16"
+    assert "score models sampled with ancestral x4, latent models' autoencoders in bfloat16" in (out / "study.md").read_text()
     assert (out / "study_spectra.png").stat().st_size > 10_000 and (out / "study_errors.png").stat().st_size > 10_000
 
 
