@@ -18,7 +18,11 @@ make the 128^2 DNS and P-CDM faster but the latent closures' small operations sl
 Rollout costs (targets 1-4) are the integration time of the batch (``RunSummary.compute_s``:
 solver steps and closure samples, without the launch's fixed cost of reading the reference and
 writing Parquet, which would otherwise flatter every ratio against the cheap bare run); the
-launch wall times are reported beside them. Target 6 compares whole launch wall times.
+launch wall times are reported beside them. Rows 3 and the tables' costs divide by a bare run
+launched in turn with the closure run (one launch of each per round, ``beside_bare``), so that a
+slow phase of the machine falls on numerator and denominator alike (the bare run's median moved
+from 0.029 to 0.045 s in one slow run, and its ratio with every closure with it); each row gives its
+bare partner's time. Target 6 compares whole launch wall times.
 Accuracy is the relative error of the ensemble mean against the reference at the final output
 time (mean over the reference trajectories), from the run's own Parquet statistics; rows 3 give
 it beside the bare run's. Rows 6 and 6c pass only if the in-process and Ray runs gave the same
@@ -154,11 +158,32 @@ def load_solver_benchmark():
 def run_ensemble(workdir: Path, label: str, closure: str, args, closure_every: int | None = None,
                  **extra: Any) -> dict[str, Any]:
     """Launch one ensemble ``args.repeats`` times (once if a launch takes over ``LONG_S``, at
-    least ``args.short_repeats`` times if under ``SHORT_S``: the bare run takes ~0.05 s and varied
-    0.05-0.063 s between runs of the bench, which moves target 3 by 25 %); return
+    least ``args.short_repeats`` times if under ``SHORT_S``: the bare run takes ~0.03 s and its
+    median varied 0.028-0.045 s between runs of the bench, which moves target 3 by half); return
     median wall, integration and start-up times, final-time error and final mean spectrum (the
     results themselves are identical across repeats: same seeds)."""
-    out = workdir / label
+    return run_side_by_side(workdir, {label: (closure, closure_every, extra)}, args)[label]
+
+
+def run_side_by_side(workdir: Path, contenders: dict[str, tuple[str, int | None, dict[str, Any]]],
+                     args) -> dict[str, dict[str, Any]]:
+    """Launch several ensembles in turn, one launch of each per round, so that a slow phase of the
+    machine falls on all of them alike; as many rounds as the first contender's first launch asks
+    for (:func:`launches`). ``contenders`` maps a label to ``(closure, closure_every, extra)``, the
+    arguments of :func:`run_ensemble`; returns :func:`run_ensemble`'s result per label."""
+    folders = {label: workdir / label.replace(", ", "-").replace(" ", "-") for label in contenders}
+    plans = {label: _launch_plan(folders[label], closure, args, every, dict(extra))
+             for label, (closure, every, extra) in contenders.items()}
+    timings: dict[str, list[tuple[float, float, float]]] = {label: [] for label in contenders}
+    first = next(iter(contenders))
+    while not timings[first] or len(timings[first]) < launches(timings[first][0][0], args.repeats, args.short_repeats):
+        for label, plan in plans.items():
+            timings[label].append(_launch_once(*plan))
+    return {label: _result(folders[label], label, contenders[label][0], timings[label]) for label in contenders}
+
+
+def _launch_plan(out: Path, closure: str, args, closure_every: int | None, extra: dict[str, Any]) -> tuple:
+    """``(out, overrides, in_process, actor_pool)`` of one contender's launches."""
     overrides = {
         "ensemble.data": str(REFERENCE),
         "ensemble.closure": closure,
@@ -171,15 +196,20 @@ def run_ensemble(workdir: Path, label: str, closure: str, args, closure_every: i
         **{f"ensemble.{k}": v for k, v in extra.items() if k not in ("in_process", "actor_pool")},
         "coupling.closure_every": closure_every,
     }
-    walls, computes, startups = [], [], []
-    while not walls or len(walls) < launches(walls[0], args.repeats, args.short_repeats):
-        shutil.rmtree(out, ignore_errors=True)
-        start = time.perf_counter()
-        summary = launch(CONFIG, out, overrides, in_process=extra.get("in_process", True),
-                         actor_pool=extra.get("actor_pool"))
-        walls.append(time.perf_counter() - start)
-        computes.append(summary.compute_s)
-        startups.append(summary.startup_s)
+    return out, overrides, extra.get("in_process", True), extra.get("actor_pool")
+
+
+def _launch_once(out: Path, overrides: dict[str, Any], in_process: bool, actor_pool: Any) -> tuple[float, float, float]:
+    """One launch into a fresh ``out``: ``(wall, integration, start-up)`` seconds."""
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    summary = launch(CONFIG, out, overrides, in_process=in_process, actor_pool=actor_pool)
+    return time.perf_counter() - start, summary.compute_s, summary.startup_s
+
+
+def _result(out: Path, label: str, closure: str, timings: list[tuple[float, float, float]]) -> dict[str, Any]:
+    """Medians and spans of the launches' times, with the last launch's error and mean spectrum."""
+    walls, computes, startups = (list(column) for column in zip(*timings))
     wall = statistics.median(walls)
     stats = read_table(out, "stats").to_pandas()
     final = stats[stats["final"] & np.isclose(stats["time"], stats["time"].max())]
@@ -248,18 +278,20 @@ def closure_lag_correlation(lags: tuple[int, ...] = (1, 2, 5)) -> dict[str, floa
 def coupling_sweep(workdir: Path, runs: dict, long_run: dict, args, long_args, dt: float, k_max: int) -> list[dict]:
     """The subpixel flow ensemble refreshed every ``COUPLING_SWEEP`` steps, over ``args.duration``
     and ``LONG_HORIZON`` time units: integration cost against the bare run (short span), error of
-    the ensemble mean and spectrum error (both spans). Runs the bench already made are reused."""
+    the ensemble mean and spectrum error (both spans). Runs the bench already made are reused; a
+    new short run is launched in turn with a bare one (:func:`beside_bare`)."""
     closure = runs["flow-subpixel"]["closure"]
     made = {(5, args.duration): runs[at_precision("flow-subpixel")],
             (SPARSE_EVERY, args.duration): runs[at_precision(f"flow-subpixel, every {SPARSE_EVERY}")],
             (SPARSE_EVERY, long_args.duration): long_run}
     rows = []
     for every in COUPLING_SWEEP:
-        short, long = (made.get((every, a.duration)) or run_ensemble(
-            workdir, f"sweep-every-{every}-{a.duration:g}-units", closure, a, closure_every=every,
+        short = made.get((every, args.duration)) or only(beside_bare(workdir, f"sweep-every-{every}", closure, args,
+                                                                     closure_every=every))
+        long = made.get((every, long_args.duration)) or run_ensemble(
+            workdir, f"sweep-every-{every}-{long_args.duration:g}-units", closure, long_args, closure_every=every,
             closure_precision=PRECISION)
-            for a in (args, long_args))
-        rows.append({"every": every, "hold_time": round(every * dt, 4), **two_spans(short, long, runs["none"], k_max)})
+        rows.append({"every": every, "hold_time": round(every * dt, 4), **two_spans(short, long, k_max)})
     return rows
 
 
@@ -267,31 +299,59 @@ def sampler_comparison(workdir: Path, runs: dict, args, long_args, k_max: int) -
     """Joint L-CDM refreshed every ``SPARSE_EVERY`` steps with each ``SAMPLER_COMPARISON`` sampler,
     over ``args.duration`` and ``LONG_HORIZON`` time units: cost against the bare run (short span),
     error of the ensemble mean and spectrum error (both spans). The shipped default (Euler-Maruyama
-    x10) reuses the bench's run 3d for the short span."""
+    x10) reuses the bench's run 3d for the short span; a new short run is launched in turn with a
+    bare one (:func:`beside_bare`)."""
     closure = runs["joint-lcdm"]["closure"]
-    made = {("euler_maruyama", 10, args.duration): runs[at_precision(f"joint-lcdm, every {SPARSE_EVERY}")]}
+    made = {("euler_maruyama", 10): runs[at_precision(f"joint-lcdm, every {SPARSE_EVERY}")]}
     rows = []
     for sampler, steps in SAMPLER_COMPARISON:
-        short, long = (made.get((sampler, steps, a.duration)) or run_ensemble(
-            workdir, f"joint-{sampler}-{steps}-{a.duration:g}-units", closure, a, closure_every=SPARSE_EVERY,
-            sampler=sampler, sampler_steps=steps, closure_precision=PRECISION) for a in (args, long_args))
-        rows.append({"sampler": sampler, "steps": steps, **two_spans(short, long, runs["none"], k_max)})
+        options = {"sampler": sampler, "sampler_steps": steps}
+        short = made.get((sampler, steps)) or only(beside_bare(workdir, f"joint-{sampler}-{steps}", closure, args,
+                                                               closure_every=SPARSE_EVERY, **options))
+        long = run_ensemble(workdir, f"joint-{sampler}-{steps}-{long_args.duration:g}-units", closure, long_args,
+                            closure_every=SPARSE_EVERY, closure_precision=PRECISION, **options)
+        rows.append({"sampler": sampler, "steps": steps, **two_spans(short, long, k_max)})
     return rows
 
 
-def two_spans(short: dict, long: dict, bare: dict, k_max: int) -> dict[str, float]:
-    """One ensemble over the bench's span and ``LONG_HORIZON``: cost against the bare run (short
-    span), error of the ensemble mean and max spectrum error up to ``k_max`` (both spans)."""
-    return {"cost_vs_bare": round(short["compute_s"] / bare["compute_s"], 3),
+def two_spans(short: dict, long: dict, k_max: int) -> dict[str, float]:
+    """One ensemble over the bench's span and ``LONG_HORIZON``: cost against the bare run launched
+    in turn with it (short span), error of the ensemble mean and max spectrum error up to ``k_max``
+    (both spans)."""
+    return {"cost_vs_bare": round(short["compute_s"] / short["bare_compute_s"], 3),
             "rel_error": round(short["rel_error"], 4),
             "spectrum_max_rel_error": round(spectrum_error(short, k_max), 3),
             "rel_error_long": round(long["rel_error"], 4),
             "spectrum_max_rel_error_long": round(spectrum_error(long, k_max), 3)}
 
 
-def at_precision(label: str) -> str:
-    """The runs key of a latent closure run at ``PRECISION`` (rows 3 and 4): ``"flow, bfloat16"``."""
-    return label if PRECISION == "float32" else f"{label}, {PRECISION}"
+def at_precision(label: str, precision: str = PRECISION) -> str:
+    """The runs key of a latent closure run at ``precision`` (rows 3 and 4 use ``PRECISION``):
+    ``"flow, bfloat16"``; a float32 run keeps its label."""
+    return label if precision == "float32" else f"{label}, {precision}"
+
+
+def beside_bare(workdir: Path, label: str, closure: str, args, closure_every: int | None = None,
+                precisions: tuple[str, ...] = (PRECISION,), **extra: Any) -> dict[str, dict[str, Any]]:
+    """The closure's ensemble at each of ``precisions``, launched in turn with the bare ensemble
+    (:func:`run_side_by_side`), keyed by :func:`at_precision`. Each result carries its bare
+    partner's integration time (``bare_compute_s``, ``bare_compute_span_s``): the denominator of
+    rows 3 and of the tables' costs, measured through the same phases of the machine."""
+    contenders = {at_precision(label, p): (closure, closure_every, {**extra, "closure_precision": p})
+                  for p in dict.fromkeys(precisions)}
+    bare_label = f"none, beside {label}"
+    contenders[bare_label] = ("none", None, {})
+    results = run_side_by_side(workdir, contenders, args)
+    bare = results.pop(bare_label)
+    for result in results.values():
+        result.update(bare_compute_s=bare["compute_s"], bare_compute_span_s=bare["compute_span_s"])
+    return results
+
+
+def only(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The one result of a :func:`beside_bare` call with one precision."""
+    (result,) = results.values()
+    return result
 
 
 def with_precision(name: str) -> str:
@@ -302,20 +362,21 @@ def with_precision(name: str) -> str:
 
 
 def overhead_row(row: str, name: str, runs: dict, label: str, every_5: str | None = None) -> dict[str, Any]:
-    """Row 3: the ``label`` ensemble at ``PRECISION`` against the bare one (integration times). Beside
-    it: its error of the mean, and either the float32 run's ratio and error (paper's coupling) or,
+    """Row 3: the ``label`` ensemble at ``PRECISION`` against the bare one launched in turn with it
+    (:func:`beside_bare`; integration times). Beside it: the bare run's time, its error of the mean, and either the float32 run's ratio and error (paper's coupling) or,
     for a sparse refresh, its error against the same closure refreshed every 5 steps (``every_5``)."""
-    run, bare = runs[at_precision(label)], runs["none"]
-    figures = {"rel_error": round(run["rel_error"], 4)}
+    run = runs[at_precision(label)]
+    figures = {"rel_error": round(run["rel_error"], 4), "bare_integration_s": round(run["bare_compute_s"], 4)}
     if every_5 is not None:
         figures["error_vs_every_5"] = round(run["rel_error"] / runs[at_precision(every_5)]["rel_error"], 3)
     else:
-        figures["rel_error_no_closure"] = round(bare["rel_error"], 4)
+        figures["rel_error_no_closure"] = round(runs["none"]["rel_error"], 4)
         if PRECISION != "float32":
-            figures.update(float32_ratio=round(runs[label]["compute_s"] / bare["compute_s"], 3),
+            figures.update(float32_ratio=round(runs[label]["compute_s"] / runs[label]["bare_compute_s"], 3),
                            rel_error_float32=round(runs[label]["rel_error"], 4))
-    return target(f"{row}. closure overhead, {with_precision(name)} / no closure", run["compute_s"] / bare["compute_s"],
-                  5, False, spread=ratio_spread(run["compute_span_s"], bare["compute_span_s"]), **figures)
+    return target(f"{row}. closure overhead, {with_precision(name)} / no closure",
+                  run["compute_s"] / run["bare_compute_s"], 5, False,
+                  spread=ratio_spread(run["compute_span_s"], run["bare_compute_span_s"]), **figures)
 
 
 def dns_row(row: str, name: str, runs: dict, label: str, dns_wall: float, dns_span: tuple[float, float], k_max: int,
@@ -492,25 +553,17 @@ def main() -> None:
     cfg = load_config(CONFIG)
     n = cfg.data.n_coarse
     print(f"ensemble: {args.members} members x {round(args.duration / cfg.solver.dt)} steps at {n}^2", flush=True)
-    runs = {
-        label: run_ensemble(workdir, label, closure, args)
-        for label, closure in [
-            ("none", "none"),
-            ("pcdm", str(CHECKPOINTS / "pcdm.safetensors")),
-            ("joint-lcdm", str(CHECKPOINTS / "joint-lcdm.safetensors")),
-            *((label, str(path)) for label, path in FLOW_MODELS.items()),
-        ]
-    }
+    latent = {"joint-lcdm": str(CHECKPOINTS / "joint-lcdm.safetensors"),
+              **{label: str(path) for label, path in FLOW_MODELS.items()}}
+    runs = {label: run_ensemble(workdir, label, closure, args)
+            for label, closure in [("none", "none"), ("pcdm", str(CHECKPOINTS / "pcdm.safetensors"))]}
+    for label, closure in latent.items():  # float32 (rows 1, 2) and PRECISION (rows 3, 4), in turn with a bare run
+        runs.update(beside_bare(workdir, label, closure, args, precisions=("float32", PRECISION)))
     teachers = {label: run_ensemble(workdir, f"{label}-two-step-teacher", str(path), args)
                 for label, path in FLOW_TEACHERS.items()}
     runs.update({f"{label}, two-step teacher": run for label, run in teachers.items()})  # listed with the others
-    for label, _ in LATENT_CLOSURES:
-        runs[at_precision(label)] = runs[label] if PRECISION == "float32" else run_ensemble(
-            workdir, f"{label}-{PRECISION}", runs[label]["closure"], args, closure_precision=PRECISION)
-    for label, _ in LATENT_CLOSURES:
-        runs[at_precision(f"{label}, every {SPARSE_EVERY}")] = run_ensemble(
-            workdir, f"{label}-every-{SPARSE_EVERY}", runs[label]["closure"], args, closure_every=SPARSE_EVERY,
-            closure_precision=PRECISION)
+    for label, closure in latent.items():
+        runs.update(beside_bare(workdir, f"{label}, every {SPARSE_EVERY}", closure, args, closure_every=SPARSE_EVERY))
     long_args = argparse.Namespace(**{**vars(args), "duration": args.long_horizon})
     long_run = run_ensemble(workdir, f"flow-subpixel-every-{SPARSE_EVERY}-{args.long_horizon:g}-units",
                             runs["flow-subpixel"]["closure"], long_args, closure_every=SPARSE_EVERY,
@@ -614,6 +667,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"times are medians of {results['settings']['repeats']} launches (one for launches over {LONG_S:g} s, "
         f"{results['settings']['short_repeats']} for launches under {SHORT_S:g} s); the range is the lowest and highest ratio "
         "those launches allow (fastest against slowest); "
+        "rows 3 and the tables' costs divide by a bare run launched in turn with each closure run; "
         "errors are the final-time relative error of the ensemble mean. "
         f"Rows 3 and 4, the sweep and the sampler table run the latent closures with "
         f"{results['settings'].get('closure_precision', 'float32')} autoencoders (`--closure-precision`; "
