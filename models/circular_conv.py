@@ -3,8 +3,13 @@
 Both classes are ``nn.Conv2d`` (kernel 3, padding 1, circular) with the same parameters, so
 checkpoints load unchanged and the maps are the same to float rounding:
 
-* :class:`CircularConv2d` computes a convolution with **one output channel** as one channel
-  product per tap followed by nine shifted sums,
+* :class:`CircularConv2d` pads in channels-last layout and convolves there
+  (:func:`_pad_channels_last`): oneDNN convolves channels-last input natively, and the padding
+  copies whole rows of ``W x C`` values instead of rows of ``W``. For the subpixel autoencoders'
+  32 -> 32 channels on 100 x 8^2 bfloat16 fields, pad and convolution take 0.70 against 0.84 ms.
+  Its output stays channels-last, so the next convolution pads without a layout change.
+  A convolution with **one output channel** is instead one channel product per tap followed
+  by nine shifted sums,
 
       y(p) = b + sum_{d in {-1,0,1}^2} (W_d h)(p + d),
 
@@ -29,6 +34,16 @@ def _pad(h: torch.Tensor) -> torch.Tensor:
     return F.pad(h, (1, 1, 1, 1), mode="circular")
 
 
+def _pad_channels_last(h: torch.Tensor) -> torch.Tensor:
+    """Circular padding by one cell, ``[B, C, H, W] -> [B, C, H + 2, W + 2]`` in channels-last
+    memory: ``h[..., (i - 1) mod H, (j - 1) mod W]``, the map of ``_pad``, as two concatenations
+    of the ``[B, H, W, C]`` view."""
+    nhwc = h.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+    nhwc = torch.cat([nhwc[:, -1:], nhwc, nhwc[:, :1]], dim=1)
+    nhwc = torch.cat([nhwc[:, :, -1:], nhwc, nhwc[:, :, :1]], dim=2)
+    return nhwc.permute(0, 3, 1, 2)
+
+
 class CircularConv2d(nn.Conv2d):
     """``nn.Conv2d(in, out, 3, stride, padding=1, padding_mode="circular")``:
     ``[B, in, H, W] -> [B, out, H / stride, W / stride]``."""
@@ -39,7 +54,7 @@ class CircularConv2d(nn.Conv2d):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if self.out_channels == 1 and self.stride == (1, 1):
             return self._tap_sum(h)
-        return F.conv2d(_pad(h), self.weight, self.bias, self.stride)
+        return F.conv2d(_pad_channels_last(h), self.weight, self.bias, self.stride)
 
     def _tap_sum(self, h: torch.Tensor) -> torch.Tensor:
         """``b + sum_d shift_d(W_d h)``: one batched product ``[9 out, in] @ [in, H W]``, nine sums."""
