@@ -9,8 +9,12 @@ solver stack; the actors import them in their own processes.
 
 :class:`ClosureActor` (``closure-0``) holds one closure and batches the requests of all solver
 actors: it evaluates as soon as every active solver actor is waiting, or after ``wait_s``;
-requests for the same (time, random key) are concatenated into one call, which the closure
-protocol makes identical row by row to separate calls.
+requests for the same (time, random key) are concatenated into one call. The closure protocol
+makes each row's draw the same as in a separate call; the row's value may still differ in the
+last bits, because the convolution library blocks a batch differently by its size (a float32
+3x3 convolution of 8 or more channels on this CPU), so members agree with per-actor closures
+to float rounding, not bit for bit. Per-actor closures see the same chunks whatever the
+actor count, so their runs are identical bit for bit.
 """
 
 from __future__ import annotations

@@ -62,7 +62,8 @@ class EnsembleSection(Section):
         "per-actor",
         description="learned closure: a copy per solver actor (measured faster since the closures got cheap, "
         "benchmarks/ensemble.md) or one closure actor batching all solver actors' requests; classical "
-        "closures always run in the solver actors",
+        "closures always run in the solver actors; shared gives the per-actor members to float rounding, not bit for "
+        "bit (a batch's size can change a convolution's last bits)",
     )
     sampler: SamplerName | None = Field(
         None, description="score sampler of a learned closure: euler_maruyama | ancestral | heun (default: the "

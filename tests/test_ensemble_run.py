@@ -254,7 +254,9 @@ def test_statistics_equal_offline_recomputation_from_saved_fields(ensemble_setup
 
 def test_learned_closure_shared_actor_equals_per_actor_copies(ray_session, ensemble_setup, tmp_path):
     """A (tiny, untrained) generative closure draws from each member's own stream, so batching
-    requests of both solver actors in the closure actor changes nothing, bit for bit."""
+    requests of both solver actors in the closure actor changes nothing but rounding: oneDNN
+    blocks a batch by its size, which can move a convolution's last bit (a row sent to the
+    wrong member or drawn from another stream would differ at the percent level)."""
     pytest.importorskip("models.checkpoint")
     import torch
 
@@ -277,7 +279,7 @@ def test_learned_closure_shared_actor_equals_per_actor_copies(ray_session, ensem
         summary = launch(ensemble_setup, tmp_path / mode, overrides)
         energies[mode] = members_table(tmp_path / mode)["energy"]
         assert bool(summary.closure_batches) == (mode == "shared")
-    np.testing.assert_array_equal(energies["shared"], energies["per-actor"])
+    np.testing.assert_allclose(energies["shared"], energies["per-actor"], rtol=1e-5, atol=0)
     assert np.isfinite(energies["shared"]).all()
 
     # the closure actor batches concurrent requests of two solver actors into one evaluation
