@@ -54,12 +54,15 @@ class SpectralConv2d(nn.Module):
     def _kept(self, nx: int, ny: int) -> tuple[int, int]:
         return min(self.modes, nx // 2), min(self.modes, ny // 2 + 1)
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """``[B, in, nx, ny]`` -> ``[B, out, nx, ny]``."""
+    def forward(self, h: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
+        """``[B, in, nx, ny]`` -> ``[B, out, nx, ny]``: ``K h``, or ``add_to + K h`` written into
+        ``add_to`` (a fresh ``[B, out, nx, ny]`` tensor; on the DFT path the sum is the inverse
+        product's accumulation, no separate addition)."""
         nx, ny = h.shape[-2:]
         if nx * ny <= self.dft_max_points:
-            return self._forward_dft(h)
-        return self._forward_fft(h)
+            return self._forward_dft(h, add_to)
+        out = self._forward_fft(h)
+        return out if add_to is None else add_to.add_(out)
 
     def _forward_fft(self, h: torch.Tensor) -> torch.Tensor:
         nx, ny = h.shape[-2:]
@@ -117,7 +120,7 @@ class SpectralConv2d(nn.Module):
             self._mixing_cache = (key, matrix)
         return matrix
 
-    def _forward_dft(self, h: torch.Tensor) -> torch.Tensor:
+    def _forward_dft(self, h: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
         """DFT-matrix path: ``a + ib = F h`` per mode, ``(a + ib)(R + iS)``, real inverse.
 
         Laid out for few, large matrix products: the forward DFT is one ``[2K, N] @ [N, B in]``
@@ -132,7 +135,10 @@ class SpectralConv2d(nn.Module):
         coef = torch.mm(forward, h.reshape(b * cin, nx * ny).T).view(2, k, b, cin)  # (re, im) x K x B x in
         mixed = torch.bmm(torch.cat([coef[0], coef[1]], dim=2), self._mixing_matrix(mx, my))  # [K, B, 2 out]
         mixed = mixed.view(k, b, 2, cout).permute(2, 0, 1, 3).reshape(2 * k, b * cout)  # (re, im) x K, B out
-        return torch.mm(mixed.T, inverse).view(b, cout, nx, ny)
+        if add_to is None:
+            return torch.mm(mixed.T, inverse).view(b, cout, nx, ny)
+        add_to.view(b * cout, nx * ny).addmm_(mixed.T, inverse)
+        return add_to
 
 def pointwise(conv: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution as one batched product ``W h + b``: ``[B, in, nx, ny] -> [B, out, nx, ny]``.
@@ -144,6 +150,15 @@ def pointwise(conv: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
     weight = conv.weight.view(conv.out_channels, cin)
     out = torch.baddbmm(conv.bias[None, :, None], weight.expand(b, -1, -1), h.reshape(b, cin, nx * ny))
     return out.view(b, conv.out_channels, nx, ny)
+
+
+def add_pointwise_(accumulator: torch.Tensor, conv: nn.Conv2d, h: torch.Tensor) -> torch.Tensor:
+    """``accumulator += W h`` in place, the 1x1 convolution's product without its bias (the
+    caller folds ``b`` into ``accumulator``): ``[B, out, nx, ny]``, ``h [B, in, nx, ny]``."""
+    b, cin, nx, ny = h.shape
+    weight = conv.weight.view(conv.out_channels, cin)
+    accumulator.view(b, conv.out_channels, nx * ny).baddbmm_(weight.expand(b, -1, -1), h.reshape(b, cin, nx * ny))
+    return accumulator
 
 
 class GaussianFourierEmbedding(nn.Module):
@@ -198,7 +213,7 @@ class ConditionalFNO(nn.Module):
         c = pointwise(self.lift_condition, condition)
         merged = []
         for spectral, local, merge in zip(self.condition_spectral, self.condition_pointwise, self.merge):
-            c = self.act(spectral(c) + pointwise(local, c))
+            c = self.act(spectral(c, add_to=pointwise(local, c)))
             merged.append(pointwise(merge, c))
         return merged
 
@@ -209,6 +224,7 @@ class ConditionalFNO(nn.Module):
         for spectral, local, dense, cond in zip(
             self.target_spectral, self.target_pointwise, self.time_dense, condition_features
         ):
-            h = self.act(spectral(h) + pointwise(local, h) + dense(embedding)[:, :, None, None] + cond)
+            shift = cond + (dense(embedding) + local.bias)[:, :, None, None]  # M_l(c) + E_l(t) + b_l: [B, width, n, n]
+            h = self.act(spectral(h, add_to=add_pointwise_(shift, local, h)))  # the sums accumulate in the products
         hidden, activation, out = self.project
         return pointwise(out, activation(pointwise(hidden, h)))

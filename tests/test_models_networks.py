@@ -126,6 +126,35 @@ def test_conditional_fno_shapes_and_translation_equivariance():
     assert not torch.allclose(net(x, t + 0.3, net.encode_condition(c)), out)
 
 
+def _fno_by_the_formula(net: ConditionalFNO, x, t, c):
+    """``h <- act(K_l h + W_l h + E_l(t) + M_l(c))`` with each module called on its own."""
+    c = net.lift_condition(c)
+    merged = []
+    for spectral, local, merge in zip(net.condition_spectral, net.condition_pointwise, net.merge):
+        c = net.act(spectral(c) + local(c))
+        merged.append(merge(c))
+    embedding = net.embed(t)
+    h = net.lift_target(x)
+    for spectral, local, dense, m in zip(net.target_spectral, net.target_pointwise, net.time_dense, merged):
+        h = net.act(spectral(h) + local(h) + dense(embedding)[:, :, None, None] + m)
+    return net.project(h)
+
+
+@pytest.mark.parametrize("n", [8, 20])  # the DFT-matrix path (8^2 <= 256 points) and the rfft2 path
+def test_conditional_fno_accumulating_products_equal_the_formula(n):
+    """The fused sums (products accumulating in place) give the formula's values and gradients."""
+    torch.manual_seed(2)
+    net = ConditionalFNO(target_channels=2, condition_channels=3, width=6, modes=4, layers=2).double()
+    x = torch.randn(3, 2, n, n, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(3, 3, n, n, dtype=torch.float64)
+    t = torch.rand(3, dtype=torch.float64)
+    fused, plain = net(x, t, net.encode_condition(c)), _fno_by_the_formula(net, x, t, c)
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-12)
+    weights = (x, net.target_pointwise[0].weight, net.target_pointwise[0].bias, net.condition_spectral[1].weight)
+    for new, ref in zip(torch.autograd.grad(fused.sin().sum(), weights), torch.autograd.grad(plain.sin().sum(), weights)):
+        torch.testing.assert_close(new, ref, rtol=1e-10, atol=1e-10)
+
+
 @pytest.mark.parametrize("n", [8, 12])
 def test_spectral_conv_clips_modes_to_small_grids(n):
     layer = SpectralConv2d(1, 2, modes=6)
