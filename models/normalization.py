@@ -93,6 +93,32 @@ class FieldNormalization:
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         return self._filter(x * self.std, inverse=True) + self.mean
 
+    def normalize_spectral(self, x_hat: torch.Tensor) -> torch.Tensor:
+        """:meth:`normalize` of the field whose ``rfft2`` is ``x_hat [..., n, n//2+1]`` (``n`` even),
+        with one inverse transform: ``F^-1[diag(g / std) (x_hat - mean n^2 delta_k0)]``, ``[..., n, n]``."""
+        n = x_hat.shape[-2]
+        scaled = x_hat * self._spectral_factor(n, x_hat.device, x_hat.real.dtype, inverse=False)
+        scaled[..., 0, 0] -= self.mean * n * n * self._gain_at_zero() / self.std
+        return torch.fft.irfft2(scaled, s=(n, n))
+
+    def denormalize_spectral(self, x: torch.Tensor) -> torch.Tensor:
+        """``rfft2`` of :meth:`denormalize` ``(x)`` with one transform:
+        ``diag(std / g) F x + mean n^2 delta_k0``, ``[..., n, n] -> [..., n, n//2+1]``."""
+        n = x.shape[-1]
+        x_hat = torch.fft.rfft2(x) * self._spectral_factor(n, x.device, x.dtype, inverse=True)
+        x_hat[..., 0, 0] += self.mean * n * n
+        return x_hat
+
+    def _spectral_factor(self, n: int, device: torch.device, dtype: torch.dtype, inverse: bool) -> torch.Tensor | float:
+        """``g / std`` (forward) or ``std / g`` (inverse) per ``rfft2`` coefficient, or the scalar without a gain."""
+        if not self.shell_gain:
+            return self.std if inverse else 1.0 / self.std
+        gain = _gain_grid(self.shell_gain, n, device, dtype)
+        return self.std / gain if inverse else gain / self.std
+
+    def _gain_at_zero(self) -> float:
+        return self.shell_gain[0] if self.shell_gain else 1.0
+
     def _filter(self, x: torch.Tensor, inverse: bool) -> torch.Tensor:
         if not self.shell_gain:
             return x

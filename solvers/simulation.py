@@ -136,7 +136,7 @@ class Simulation:
         w_hat = grid.to_spectral(w0.to(grid.device, grid.dtype))
         members = torch.arange(w0.shape[0], device=grid.device)
         seed_list = list(seeds)
-        closure_term = increment = None
+        increment = None
         pending: list[BlowUp] = []
         yield Snapshot(first_step, t0, grid.to_physical(w_hat), members.clone())
         for k in range(1, n_steps + 1):
@@ -144,8 +144,7 @@ class Simulation:
             time = t0 + (k - 1) * self.dt
             if self.closure is not None and self.closure.changes_at(step):
                 rng = MemberRandom(seed_list, key=(STREAM_CLOSURE, step))
-                closure_term = self.closure.term(step, grid.to_physical(w_hat), time, rng)
-                eq.closure_hat = grid.to_spectral(closure_term.to(grid.dtype))
+                eq.closure_hat = self.closure.term_hat(step, w_hat, time, rng, grid)
             w_hat = self.step_fn(w_hat)
             if self.noise is not None:
                 increment = self.noise.increment_hat(MemberRandom(seed_list, key=(STREAM_FORCING, step)))
@@ -157,7 +156,6 @@ class Simulation:
                 keep = finite.nonzero().flatten()
                 w_hat, members = w_hat[keep], members[keep]
                 seed_list = [seed_list[i] for i in keep.tolist()]
-                closure_term = None if closure_term is None else closure_term[keep]
                 if eq.closure_hat is not None:  # the held term stays on the survivors' rows
                     eq.closure_hat = eq.closure_hat[keep]
                 increment = None if increment is None else increment[keep]
@@ -167,6 +165,7 @@ class Simulation:
                     yield Snapshot(first_step + k, t0 + k * self.dt, grid.to_physical(w_hat), members, blow_ups=pending)
                     return
             if k % output_every == 0:
+                closure_term = None if self.closure is None else grid.to_physical(eq.closure_hat)
                 yield Snapshot(
                     first_step + k, t0 + k * self.dt, grid.to_physical(w_hat), members.clone(),
                     closure=closure_term, forcing_increment_hat=increment, blow_ups=pending,

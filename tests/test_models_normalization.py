@@ -43,6 +43,17 @@ def test_whitened_normalisation_inverts_to_rounding() -> None:
     assert torch.allclose(back, fields, rtol=0, atol=1e-12)
 
 
+def test_spectral_forms_equal_the_physical_ones() -> None:
+    """normalize_spectral(rfft2 x) = normalize(x) and denormalize_spectral(x) = rfft2(denormalize x),
+    whitened or scalar, mean included (float64)."""
+    fields = torch.from_numpy(fields_with_spectrum(decay=1.0, count=8))
+    for norm in (FieldNormalization.fit(fields.numpy(), whiten_up_to=6), FieldNormalization(0.3, 2.0)):
+        torch.testing.assert_close(norm.normalize_spectral(torch.fft.rfft2(fields)), norm.normalize(fields),
+                                   rtol=0, atol=1e-10)
+        torch.testing.assert_close(norm.denormalize_spectral(fields), torch.fft.rfft2(norm.denormalize(fields)),
+                                   rtol=0, atol=1e-9)
+
+
 def test_normalisation_dict_round_trip_and_scalar_dicts_of_older_checkpoints() -> None:
     fields = fields_with_spectrum(decay=1.0, count=8)
     norm = Normalization.fit(fields, 2 * fields, whiten_up_to=4)

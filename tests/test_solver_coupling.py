@@ -49,13 +49,42 @@ def test_member_path_does_not_depend_on_batch_composition() -> None:
         assert not torch.allclose(batch[0], batch[1])
 
 
+def _zero_field(members: int = 2, n: int = 8) -> tuple[SpectralGrid, torch.Tensor]:
+    grid = SpectralGrid(n, device="cpu", dtype=torch.float64)
+    return grid, grid.to_spectral(torch.zeros(members, n, n, dtype=torch.float64))
+
+
 def test_hold_noise_perturbs_held_term_only_between_samples() -> None:
     held = HeldClosure(CountingClosure(scale=0.0), every=5, hold_noise_std=1e-2)
-    w = torch.zeros(2, 8, 8, dtype=torch.float64)
-    terms = [held.term(s, w, 0.0, MemberRandom([1, 2], key=(1, s))) for s in range(6)]
+    grid, w_hat = _zero_field()
+    terms = [grid.to_physical(held.term_hat(s, w_hat, 0.0, MemberRandom([1, 2], key=(1, s)), grid)) for s in range(6)]
     spread = (terms[1] - terms[0]).std().item()
     assert 0.5e-2 < spread < 2e-2
     assert held.closure.calls == 2
+
+
+class SpectralCountingClosure(CountingClosure):
+    """:class:`CountingClosure` with the Fourier-space form, which counts its own calls."""
+
+    def __init__(self, scale: float = -0.1) -> None:
+        super().__init__(scale)
+        self.spectral_calls = 0
+
+    def spectral(self, vorticity_hat: torch.Tensor, time: float, rng: MemberRandom) -> torch.Tensor:
+        self.spectral_calls += 1
+        n = vorticity_hat.shape[-2]
+        noise = rng.randn(n, n, dtype=vorticity_hat.real.dtype)
+        return self.scale * vorticity_hat + 1e-3 * torch.fft.rfft2(noise)
+
+
+def test_spectral_closure_is_sampled_on_the_coefficients_with_the_same_result() -> None:
+    """The coupling hands a SpectralClosure the solver's coefficients (no physical call) and the
+    run equals the one through the physical form, member noise and all."""
+    spectral = SpectralCountingClosure()
+    fast = coarse_run([1, 2], closure=spectral, model="missing_physics", steps=20)
+    assert (spectral.spectral_calls, spectral.calls) == (4, 0)
+    physical = coarse_run([1, 2], closure=CountingClosure(), model="missing_physics", steps=20)
+    torch.testing.assert_close(fast, physical, rtol=1e-12, atol=1e-12)
 
 
 def test_blow_up_is_reported_with_member_and_step_and_others_continue() -> None:
@@ -109,16 +138,16 @@ def test_blow_up_step_is_the_first_step_with_a_non_finite_state() -> None:
 
 def test_held_term_changes_only_at_samples_unless_hold_noise() -> None:
     """The solver re-transforms the closure term only when :meth:`HeldClosure.changes_at` says so."""
-    w = torch.zeros(2, 8, 8, dtype=torch.float64)
+    grid, w_hat = _zero_field()
     held = HeldClosure(CountingClosure(), every=5)
     changes = []
     for step in range(11):
         changes.append(held.changes_at(step))
         if changes[-1]:
-            held.term(step, w, 0.0, MemberRandom([1, 2], key=(1, step)))
+            held.term_hat(step, w_hat, 0.0, MemberRandom([1, 2], key=(1, step)), grid)
     assert [s for s, c in enumerate(changes) if c] == [0, 5, 10]
     noisy = HeldClosure(CountingClosure(), every=5, hold_noise_std=1e-3)
-    noisy.term(0, w, 0.0, MemberRandom([1, 2], key=(1, 0)))
+    noisy.term_hat(0, w_hat, 0.0, MemberRandom([1, 2], key=(1, 0)), grid)
     assert all(noisy.changes_at(step) for step in range(1, 5))
 
 
