@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 _MASK = (1 << 64) - 1
@@ -26,6 +27,21 @@ def mix_seed(*values: int) -> int:
         z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
         state = z ^ (z >> 31)
     return state >> 1
+
+
+def mix_seeds(first: Sequence[int], *values: int) -> list[int]:
+    """``[mix_seed(f, *values) for f in first]``, vectorised: the same splitmix64 rounds on a
+    uint64 array (wrapping arithmetic), ~10x faster for 100 members."""
+    with np.errstate(over="ignore"):
+        state = np.full(len(first), 0x9E3779B97F4A7C15, dtype=np.uint64)
+        for value in (np.array([int(f) & _MASK for f in first], dtype=np.uint64), *values):
+            state ^= np.uint64(int(value) & _MASK) if np.isscalar(value) else value
+            state += np.uint64(0x9E3779B97F4A7C15)
+            z = state
+            z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+            state = z ^ (z >> np.uint64(31))
+    return (state >> np.uint64(1)).tolist()
 
 
 def member_seeds(run_seed: int, members: Sequence[int]) -> list[int]:
@@ -88,7 +104,7 @@ class MemberRandom:
         device = torch.device(device)
         out = torch.empty((len(self.seeds), *shape), device=device, dtype=dtype)
         generator = torch.Generator(device=device)
-        for row, seed in enumerate(self.seeds):
-            generator.manual_seed(mix_seed(seed, *self.key, call))
+        for row, seed in enumerate(mix_seeds(self.seeds, *self.key, call)):
+            generator.manual_seed(seed)
             torch.randn(shape, generator=generator, device=device, dtype=dtype, out=out[row])
         return out
