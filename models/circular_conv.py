@@ -5,8 +5,9 @@ checkpoints load unchanged and the maps are the same to float rounding:
 
 * :class:`CircularConv2d` pads in channels-last layout and convolves there
   (:func:`_pad_channels_last`): oneDNN convolves channels-last input natively, and the padding
-  copies whole rows of ``W x C`` values instead of rows of ``W``. For the subpixel autoencoders'
-  32 -> 32 channels on 100 x 8^2 bfloat16 fields, pad and convolution take 0.70 against 0.84 ms.
+  gathers whole ``C``-vectors instead of copying rows of ``W`` values. For the subpixel
+  autoencoders' 32 -> 32 channels on 100 x 8^2 bfloat16 fields, pad and convolution take 0.70
+  against 0.84 ms (the padding alone 29 against 166 us).
   Its output stays channels-last, so the next convolution pads without a layout change.
   A convolution with **one output channel** is instead one channel product per tap followed
   by nine shifted sums,
@@ -25,6 +26,8 @@ checkpoints load unchanged and the maps are the same to float rounding:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,12 +39,22 @@ def _pad(h: torch.Tensor) -> torch.Tensor:
 
 def _pad_channels_last(h: torch.Tensor) -> torch.Tensor:
     """Circular padding by one cell, ``[B, C, H, W] -> [B, C, H + 2, W + 2]`` in channels-last
-    memory: ``h[..., (i - 1) mod H, (j - 1) mod W]``, the map of ``_pad``, as two concatenations
-    of the ``[B, H, W, C]`` view."""
-    nhwc = h.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-    nhwc = torch.cat([nhwc[:, -1:], nhwc, nhwc[:, :1]], dim=1)
-    nhwc = torch.cat([nhwc[:, :, -1:], nhwc, nhwc[:, :, :1]], dim=2)
-    return nhwc.permute(0, 3, 1, 2)
+    memory: ``h[..., (i - 1) mod H, (j - 1) mod W]``, the map of ``_pad``, as one gather of whole
+    ``C``-vectors from the ``[B, H W, C]`` view."""
+    batch, channels, height, width = h.shape
+    nhwc = h.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+    padded = nhwc.index_select(1, _padded_cells(height, width, h.device))
+    return padded.view(batch, height + 2, width + 2, channels).permute(0, 3, 1, 2)
+
+
+@lru_cache(maxsize=32)
+def _padded_cells(height: int, width: int, device: torch.device) -> torch.Tensor:
+    """Flat cell ``((i - 1) mod H) W + (j - 1) mod W`` of each padded cell ``(i, j)``: ``[(H + 2)(W + 2)]``
+    (a normal tensor even if first asked for under inference mode: training reuses it)."""
+    with torch.inference_mode(False):
+        rows = torch.arange(-1, height + 1, device=device) % height
+        cols = torch.arange(-1, width + 1, device=device) % width
+        return (rows[:, None] * width + cols[None, :]).reshape(-1)
 
 
 class CircularConv2d(nn.Conv2d):

@@ -208,3 +208,13 @@ def test_upsampled_conv_is_nearest_upsampling_then_the_convolution(out_channels,
     grad_ref = torch.autograd.grad(plain(h).sin().sum(), (h, plain[1].weight))
     for new, ref in zip(grad_new, grad_ref):
         torch.testing.assert_close(new, ref, rtol=1e-10, atol=1e-10)
+
+
+def test_circular_conv_trains_after_sampling_under_inference_mode():
+    """The padding's cached index, first built under inference mode, still serves autograd."""
+    conv = CircularConv2d(3, 4)
+    h = torch.randn(2, 3, 7, 5)
+    with torch.inference_mode():
+        conv(h)
+    conv(h).square().sum().backward()
+    assert conv.weight.grad is not None
