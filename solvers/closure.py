@@ -57,6 +57,7 @@ class HeldClosure:
             raise ValueError(f"closure_every must be >= 1, got {every}")
         self.closure, self.every, self.hold_noise_std = closure, int(every), float(hold_noise_std)
         self.held_hat: torch.Tensor | None = None
+        self.spectral = isinstance(closure, SpectralClosure)  # sampled on the coefficients (module docstring)
 
     def changes_at(self, step: int) -> bool:
         """Whether the term of ``step`` differs from the previous step's (a fresh sample or hold noise).
@@ -83,7 +84,7 @@ class HeldClosure:
         return self.held_hat
 
     def _sample_hat(self, vorticity_hat: torch.Tensor, time: float, rng: MemberRandom, grid: SpectralGrid) -> torch.Tensor:
-        if isinstance(self.closure, SpectralClosure):
+        if self.spectral:
             return self.closure.spectral(vorticity_hat, time, rng).to(vorticity_hat.dtype)
         return grid.to_spectral(self.closure(grid.to_physical(vorticity_hat), time, rng).to(grid.dtype))
 
