@@ -521,6 +521,28 @@ def platform_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the architecture (``x86_64``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def precision_note(settings: dict[str, Any], machine: dict[str, Any]) -> str:
+    """The sentence of the table's caption that says at which precision rows 3 and 4 ran, and why."""
+    precision = settings.get("closure_precision", "float32")
+    if precision != "float32":
+        return (f"Rows 3 and 4, the sweep and the sampler table run the latent closures with {precision} autoencoders "
+                "(`--closure-precision`; rows 3a-c and 4a-c give the float32 run's figures beside); rows 1 and 2 are float32.")
+    return ("Every row runs in float32: this CPU computes no bfloat16 natively"
+            f"{' (vector instructions: ' + machine['isa'] + ')' if 'isa' in machine else ''}, so rows 3 and 4 "
+            "do not use `--closure-precision bfloat16`, which would be emulated and slower.")
+
+
 def target(name: str, measured: float, goal: float, higher_is_better: bool,
            spread: tuple[float, float] | None = None, **accuracy: Any) -> dict[str, Any]:
     """One row: ``measured`` (a ratio of medians) against ``goal``; ``spread`` the (lowest,
@@ -668,7 +690,8 @@ def main() -> None:
         ray_target("6d. the same, 1 actor kept alive from run to run (`SolverActorPool`) / in-process", ray_runs,
                    mode=POOLED_MODE),
     ]
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": platform_cores(),
+    machine = {"cpu": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
+               "native_bfloat16": native_bfloat16("cpu"), "cores": platform_cores(),
                "torch": torch.__version__, "python": platform.python_version(),
                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     results = {"machine": machine, "settings": {k: v for k, v in vars(args).items() if k != "out"}, "targets": targets, "rel_errors": errors,
@@ -691,7 +714,8 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Performance targets (`make bench`)",
         "",
-        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}; {m['date']}.",
+        f"Machine: {m['cpu']}{', ' + m['isa'] if 'isa' in m else ''}, {m['cores']} cores, torch {m['torch']}, "
+        f"Python {m['python']}; {m['date']}.",
         f"Ensemble: {results['settings']['members']} members, {results['settings']['duration']} time units, "
         f"small preset, in-process; every measurement on {THREADS} torch thread (per-core costs); "
         f"times are medians of {results['settings']['repeats']} launches (one for launches over {LONG_S:g} s, "
@@ -700,9 +724,7 @@ def markdown(results: dict[str, Any]) -> str:
         "rows 3 and the tables' costs divide by a bare run launched in turn with each closure run, "
         "rows 4 weigh the DNS against closure runs launched in turn with it; "
         "errors are the final-time relative error of the ensemble mean. "
-        f"Rows 3 and 4, the sweep and the sampler table run the latent closures with "
-        f"{results['settings'].get('closure_precision', 'float32')} autoencoders (`--closure-precision`; "
-        "rows 3a-c and 4a-c give the float32 run's figures beside); rows 1 and 2 are float32.",
+        + precision_note(results["settings"], m),
         "",
         *(["**Smoke run (`--smoke`): tiny sizes, one launch each; the figures measure nothing.**", ""]
           if results["settings"]["smoke"] else []),
