@@ -22,6 +22,10 @@ checkpoints load unchanged and the maps are the same to float rounding:
   ``W_1``), and likewise for columns. So one 2x2 convolution of the circularly padded input to
   ``4 x out`` phase channels, interleaved, gives the result: 16 instead of 36 multiply-adds per
   output pixel and no upsampled copy (16 -> 16 channels, 100 x 16^2 -> 32^2: 12 ms against 5 ms).
+  Without autograd (sampling) it pads and convolves channels-last, so that the interleave copies
+  whole ``out``-vectors (64-byte rows for 16 channels) instead of single values with a stride of
+  2: 16 -> 16 channels, 100 x 16^2 -> 32^2 take 8.6 against 15.1 ms on an AVX2 core (medians;
+  6.5 against 9.7 ms at best), and the upsample flow student's decoder 16.8 against 22.7 ms.
 """
 
 from __future__ import annotations
@@ -89,14 +93,34 @@ class UpsampledConv2d(CircularConv2d):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = h.shape
-        out = self.out_channels
-        phases = F.conv2d(_pad(h), self._phase_weight(), self.bias.repeat(4))  # [B, 4 out, H + 1, W + 1]
+        if torch.is_grad_enabled():
+            return self._interleaved(F.conv2d(_pad(h), self._phase_weight(), self.bias.repeat(4)), height, width)
+        phases = F.conv2d(_pad_channels_last(h), self._phase_weight(), self.bias.repeat(4))
+        return self._interleaved_channels_last(phases, height, width)
+
+    def _interleaved(self, phases: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """``[B, 4 out, H + 1, W + 1]`` phases (NCHW) -> ``[B, out, 2H, 2W]``: output pixel
+        ``(2i + a, 2j + b)`` is phase ``(a, b)`` at ``(i + a, j + b)``. Under autograd this form is
+        the cheaper one (a training step of the upsample autoencoder 10-20 % faster than
+        channels-last's)."""
+        batch, out = phases.shape[0], self.out_channels
         phases = phases.view(batch, 2, 2, out, height + 1, width + 1)
-        y = h.new_empty(batch, out, height, 2, width, 2)
+        y = phases.new_empty(batch, out, height, 2, width, 2)
         for a in (0, 1):
             for b in (0, 1):
                 y[:, :, :, a, :, b] = phases[:, a, b, :, a : a + height, b : b + width]
         return y.view(batch, out, 2 * height, 2 * width)
+
+    def _interleaved_channels_last(self, phases: torch.Tensor, height: int, width: int) -> torch.Tensor:
+        """The same from channels-last phases, into a channels-last output: each copy moves whole
+        ``out``-vectors (the sampling path, module docstring)."""
+        batch, out = phases.shape[0], self.out_channels
+        phases = phases.permute(0, 2, 3, 1).view(batch, height + 1, width + 1, 2, 2, out)  # (a, b, out) fastest
+        y = phases.new_empty(batch, height, 2, width, 2, out)  # y[:, i, a, j, b] is output pixel (2i + a, 2j + b)
+        for a in (0, 1):
+            for b in (0, 1):
+                y[:, :, a, :, b] = phases[:, a : a + height, b : b + width, a, b]
+        return y.view(batch, 2 * height, 2 * width, out).permute(0, 3, 1, 2)
 
     def _phase_weight(self) -> torch.Tensor:
         """``[4 out, in, 2, 2]``: the 3x3 taps collapsed per output phase ``(a, b)``, ``a`` major."""

@@ -208,6 +208,10 @@ def test_upsampled_conv_is_nearest_upsampling_then_the_convolution(out_channels,
     grad_ref = torch.autograd.grad(plain(h).sin().sum(), (h, plain[1].weight))
     for new, ref in zip(grad_new, grad_ref):
         torch.testing.assert_close(new, ref, rtol=1e-10, atol=1e-10)
+    with torch.inference_mode():  # the channels-last sampling path
+        sampled = conv(h)
+        torch.testing.assert_close(sampled, plain(h), rtol=1e-12, atol=1e-12)
+    assert sampled.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_circular_conv_trains_after_sampling_under_inference_mode():
