@@ -1,7 +1,7 @@
 """Performance targets of the product, each a ratio measured side by side in this one run.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 8-10 minutes on a
-2-core CPU. Writes ``benchmarks/results.json`` (``targets``: name, measured, target, pass, plus
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 13-14 minutes on the
+2-core AVX2 bench machine. Writes ``benchmarks/results.json`` (``targets``: name, measured, target, pass, plus
 the accuracy figures) and ``benchmarks/results.md`` (one Markdown table with the machine), or the
 same two files in ``--out``. ``--smoke`` runs every row at tiny sizes, one launch each, in about
 25 s: a check that the bench works end to end (``tests/test_bench_targets.py``), not a measurement.
