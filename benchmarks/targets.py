@@ -538,9 +538,9 @@ def precision_note(settings: dict[str, Any], machine: dict[str, Any]) -> str:
     if precision != "float32":
         return (f"Rows 3 and 4, the sweep and the sampler table run the latent closures with {precision} autoencoders "
                 "(`--closure-precision`; rows 3a-c and 4a-c give the float32 run's figures beside); rows 1 and 2 are float32.")
-    return ("Every row runs in float32: this CPU computes no bfloat16 natively"
-            f"{' (vector instructions: ' + machine['isa'] + ')' if 'isa' in machine else ''}, so rows 3 and 4 "
-            "do not use `--closure-precision bfloat16`, which would be emulated and slower.")
+    return (f"Every row runs in float32: this CPU computes no bfloat16 natively (vector instructions: "
+            f"{machine['isa']}), so rows 3 and 4 do not use `--closure-precision bfloat16`, which would be "
+            "emulated and slower.")
 
 
 def target(name: str, measured: float, goal: float, higher_is_better: bool,
@@ -714,7 +714,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Performance targets (`make bench`)",
         "",
-        f"Machine: {m['cpu']}{', ' + m['isa'] if 'isa' in m else ''}, {m['cores']} cores, torch {m['torch']}, "
+        f"Machine: {m['cpu']}, {m['isa']}, {m['cores']} cores, torch {m['torch']}, "
         f"Python {m['python']}; {m['date']}.",
         f"Ensemble: {results['settings']['members']} members, {results['settings']['duration']} time units, "
         f"small preset, in-process; every measurement on {THREADS} torch thread (per-core costs); "
