@@ -92,7 +92,7 @@ class UpsampledConv2d(CircularConv2d):
     """Nearest x2 upsampling, then the circular convolution: ``[B, in, H, W] -> [B, out, 2H, 2W]``."""
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = h.shape
+        height, width = h.shape[-2:]
         if torch.is_grad_enabled():
             return self._interleaved(F.conv2d(_pad(h), self._phase_weight(), self.bias.repeat(4)), height, width)
         phases = F.conv2d(_pad_channels_last(h), self._phase_weight(), self.bias.repeat(4))
