@@ -1,8 +1,8 @@
 """Performance targets of the product, each a ratio measured side by side in this one run.
 
-Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 13-14 minutes on the
-2-core AVX2 bench machine. Writes ``benchmarks/results.json`` (``targets``: name, measured, target, pass, plus
-the accuracy figures) and ``benchmarks/results.md`` (one Markdown table with the machine), or the
+Run: ``make bench`` (or ``.venv/bin/python benchmarks/targets.py``); about 9 minutes on the
+2-core AVX-512 bench machine, 13-14 on the AVX2 one. Writes ``benchmarks/results.json``
+(``targets``: name, measured, target, pass, plus the accuracy figures) and ``benchmarks/results.md`` (one Markdown table with the machine), or the
 same two files in ``--out``. ``--smoke`` runs every row at tiny sizes, one launch each, in about
 25 s: a check that the bench works end to end (``tests/test_bench_targets.py``), not a measurement.
 
