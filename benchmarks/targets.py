@@ -188,7 +188,8 @@ def run_side_by_side(workdir: Path, contenders: dict[str, tuple[str, int | None,
             timings[label].append(_launch_once(*plan))
         for label, timer in timers.items():
             walls[label].append(timer())
-    results = {label: _result(folders[label], label, contenders[label][0], timings[label]) for label in contenders}
+    results = {label: _result(folders[label], label, contenders[label][0], timings[label], reference(args))
+               for label in contenders}
     for label, seconds in walls.items():
         results[label] = {"wall_s": statistics.median(seconds), "wall_span_s": (min(seconds), max(seconds)),
                           "repeats": len(seconds)}
@@ -199,7 +200,7 @@ def run_side_by_side(workdir: Path, contenders: dict[str, tuple[str, int | None,
 def _launch_plan(out: Path, closure: str, args, closure_every: int | None, extra: dict[str, Any]) -> tuple:
     """``(out, overrides, in_process, actor_pool)`` of one contender's launches."""
     overrides = {
-        "ensemble.data": str(REFERENCE),
+        "ensemble.data": str(reference(args)),
         "ensemble.closure": closure,
         "ensemble.members": args.members,
         "ensemble.chunk_size": extra.pop("chunk_size", args.members),
@@ -221,8 +222,10 @@ def _launch_once(out: Path, overrides: dict[str, Any], in_process: bool, actor_p
     return time.perf_counter() - start, summary.compute_s, summary.startup_s
 
 
-def _result(out: Path, label: str, closure: str, timings: list[tuple[float, float, float]]) -> dict[str, Any]:
-    """Medians and spans of the launches' times, with the last launch's error and mean spectrum."""
+def _result(out: Path, label: str, closure: str, timings: list[tuple[float, float, float]],
+            reference_path: Path) -> dict[str, Any]:
+    """Medians and spans of the launches' times, with the last launch's error and mean spectrum
+    (and the reference file they were measured against, for :func:`spectrum_error`)."""
     walls, computes, startups = (list(column) for column in zip(*timings))
     wall = statistics.median(walls)
     stats = read_table(out, "stats").to_pandas()
@@ -239,6 +242,7 @@ def _result(out: Path, label: str, closure: str, timings: list[tuple[float, floa
         "rel_error": float(final["rel_error_mean"].mean()),
         "spectrum": np.mean(np.stack(final["spectrum_mean"].to_numpy()), axis=0).tolist(),
         "final_time": float(final["time"].iloc[0]),
+        "reference": str(reference_path),
     }
     print(f"  {label:28s} wall {wall:8.2f} s  integration {result['compute_s']:8.2f} s  "
           f"(median of {len(walls)})  final rel. error of the mean {result['rel_error']:.3f}", flush=True)
@@ -252,10 +256,16 @@ def launches(first_wall_s: float, repeats: int, short_repeats: int = SHORT_REPEA
     return max(repeats, short_repeats) if first_wall_s < SHORT_S else repeats
 
 
+def reference(args) -> Path:
+    """The reference file the ensembles start from and are judged against: ``args.reference``
+    where set (``benchmarks/compare_closures.py --reference``), else ``REFERENCE``."""
+    return Path(getattr(args, "reference", None) or REFERENCE)
+
+
 @lru_cache(maxsize=None)
-def reference_spectrum(final_time: float) -> np.ndarray:
-    """Mean energy spectrum of the reference trajectories at ``final_time``, ``[n//2+1]``."""
-    data = read_dataset(REFERENCE, split="test")
+def reference_spectrum(final_time: float, path: str = str(REFERENCE)) -> np.ndarray:
+    """Mean energy spectrum of the reference trajectories of ``path`` at ``final_time``, ``[n//2+1]``."""
+    data = read_dataset(path, split="test")
     index = int(np.argmin(np.abs(data.time - final_time)))
     grid = SpectralGrid(data.vorticity.shape[-1], dtype=torch.float64)
     fields = torch.from_numpy(data.vorticity[:, index].astype(np.float64))
@@ -265,7 +275,7 @@ def reference_spectrum(final_time: float) -> np.ndarray:
 def spectrum_error(run: dict, k_max: int) -> float:
     """``max over k = 1..k_max of |E_run(k) / E_ref(k) - 1|``: the run's mean energy spectrum
     against the reference trajectories' at the run's final time."""
-    ref_spec = reference_spectrum(run["final_time"])
+    ref_spec = reference_spectrum(run["final_time"], run["reference"])
     spec = np.asarray(run["spectrum"])
     return float(np.max(np.abs(spec[1 : k_max + 1] / ref_spec[1 : k_max + 1] - 1)))
 
