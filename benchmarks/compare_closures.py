@@ -62,6 +62,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--reference", type=Path, help="reference file (default: checkpoints/small/reference.h5)")
     parser.add_argument("--out", type=Path, help="folder for compare.json and compare.md (default: print only)")
     args = parser.parse_args(argv)
+    for name, value in (("--members", args.members), ("--repeats", args.repeats), ("--duration", args.duration)):
+        if not value > 0:
+            parser.error(f"{name} must be positive, got {value}")
     labels = [label for label, _, _ in args.contenders]
     if len(set(labels)) != len(labels):
         parser.error(f"labels must differ, got {labels}")

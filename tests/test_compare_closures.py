@@ -43,6 +43,13 @@ def test_a_bad_contender_is_one_clear_error(compare, text, message):
         compare.parse_contender(text)
 
 
+@pytest.mark.parametrize("option", ["--members", "--repeats", "--duration"])
+def test_a_non_positive_size_is_refused(compare, option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        compare.parse_args(["a=none", option, "0"])
+    assert exit_info.value.code != 0 and f"{option} must be positive" in capsys.readouterr().err
+
+
 def test_an_earlier_comparison_is_not_overwritten(compare, tmp_path, capsys):
     (tmp_path / "compare.json").write_text("{}")
     with pytest.raises(SystemExit) as exit_info:
