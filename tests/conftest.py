@@ -1,15 +1,29 @@
-"""Shared fixtures: one local Ray instance for the whole session, and a tiny ensemble setup."""
+"""Shared fixtures: one local Ray instance for the whole session, and a tiny ensemble setup; and
+:func:`load_benchmark`, a script of ``benchmarks/`` (not a package) as a module."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
+from types import ModuleType
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` imported as a module of that name."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 ENSEMBLE_TOML = """
 [physics]

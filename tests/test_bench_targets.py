@@ -5,7 +5,6 @@ every row of issue #7 written, the committed results untouched, in-process and R
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -14,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 ROWS = ("1", "2a", "2b", "3a", "3b", "3c", "4a", "4b", "3d", "3e", "3f", "4c", "4d", "5", "6", "6b", "6c", "6d")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_targets", ROOT / "benchmarks" / "targets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("targets")
 
 
 def test_a_row_passes_on_its_ratio_in_its_direction(bench):

@@ -5,7 +5,6 @@ offline recomputation from the reference file it names."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,6 +16,8 @@ from solvers.dataset import read_dataset
 from solvers.diagnostics import energy_spectrum
 from solvers.grid import SpectralGrid
 
+from conftest import load_benchmark
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "checkpoints" / "small" / "subpixel" / "flow-distilled.safetensors"
 REFERENCE = ROOT / "checkpoints" / "small" / "reference.h5"
@@ -24,10 +25,7 @@ REFERENCE = ROOT / "checkpoints" / "small" / "reference.h5"
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare_closures", ROOT / "benchmarks" / "compare_closures.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_closures")
 
 
 def test_contenders_parse_with_their_coupling(compare):
